@@ -1,0 +1,379 @@
+"""The asyncio runtime: a Protocol-based stream adapter, timeouts, limits, graceful shutdown.
+
+A thin layer: every HTTP decision is in ``accept``. This module owns the clock (per-phase
+timeouts via ``set_phase``), the listening socket, the connection limit and the shutdown.
+
+We use ``asyncio.Protocol`` rather than StreamReader/StreamWriter: it is measurably faster
+(``bench/transport_bench.py`` compares the two) because it avoids a second buffer copy and
+the StreamReader's per-read bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ._connection import Endpoint, accept
+from ._opts import ServerOpts
+from ._stream import Phase, StreamClosed, StreamTimeout
+
+__all__ = ["Server", "serve", "start_server"]
+
+log = logging.getLogger("tophat.server")
+
+# A canned answer for a connection over the limit (RFC 9110 §15.6.4: 503 means overloaded; the
+# server closes, so the client must not reuse the connection).
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 19\r\n"
+    b"connection: close\r\n"
+    b"retry-after: 1\r\n"
+    b"\r\n"
+    b"Service Unavailable"
+)
+# After we close our side, how long we keep reading (and discarding) so the client receives
+# our last response instead of a reset (a close with unread input makes the kernel send RST).
+_LINGER = 2.0
+_HIGH_WATER = 256 * 1024  # pause reading above this much unread input
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP connection: the byte stream ``accept`` reads and writes."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._loop = server._loop
+        self._opts = server.opts
+        self._transport: asyncio.Transport | None = None
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._eof = False
+        self._lost = False
+        self._reading_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._phase: Phase = "idle"
+        self._head_deadline: float | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- protocol callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        server = self._server
+        limit = self._opts.max_connections
+        if server._closing or (limit is not None and len(server._conns) >= limit):
+            log.warning("connection limit (%s) reached: answering 503", limit)
+            transport.write(_OVERLOADED)
+            self._linger_close()
+            return
+        server._conns.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.task = self._loop.create_task(
+            accept(
+                self,
+                server.endpoint,
+                self._opts,
+                client=(peer[0], peer[1]) if isinstance(peer, tuple) else None,
+                server=(local[0], local[1]) if isinstance(local, tuple) else None,
+                scheme="https" if transport.get_extra_info("sslcontext") else "http",
+                stopping=server.stopping,
+            )
+        )
+        self.task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._server._conns.discard(self)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection task failed", exc_info=task.exception())
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered > _HIGH_WATER and not self._reading_paused and self._transport:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep our side open: the client may be waiting for the response
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._eof = True
+        self._wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_exception(StreamClosed("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the Stream that accept() uses --------------------------------------------------------
+
+    def set_phase(self, phase: Phase) -> None:
+        if phase == "head" and self._phase != "head":
+            timeout = self._opts.head_timeout
+            self._head_deadline = None if timeout is None else self._loop.time() + timeout
+        self._phase = phase
+
+    def _timeout(self) -> float | None:
+        opts = self._opts
+        phase = self._phase
+        if phase == "head":
+            deadline = self._head_deadline
+            return None if deadline is None else max(0.0, deadline - self._loop.time())
+        if phase == "idle":
+            return opts.keep_alive_timeout
+        if phase == "body":
+            return opts.body_timeout
+        return opts.write_timeout
+
+    async def _wait(self, fut: asyncio.Future[None]) -> None:
+        timeout = self._timeout()
+        if timeout is None:
+            await fut
+            return
+        handle = self._loop.call_later(timeout, _expire, fut, self._phase)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        while not self._buffer:
+            if self._eof:
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._wait(self._waiter)
+            finally:
+                self._waiter = None
+        buf = self._buffer
+        data = buf.popleft()
+        if max_bytes is not None and len(data) > max_bytes:
+            buf.appendleft(data[max_bytes:])
+            data = data[:max_bytes]
+        elif len(buf) > 1 and (max_bytes is None or len(data) < max_bytes):
+            # Coalesce small pieces into one read: fewer parser calls.
+            parts = [data]
+            size = len(data)
+            while buf and (max_bytes is None or size + len(buf[0]) <= max_bytes):
+                piece = buf.popleft()
+                parts.append(piece)
+                size += len(piece)
+            data = b"".join(parts)
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= _HIGH_WATER // 4 and self._transport:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
+            raise StreamClosed("connection closed")
+        transport.write(data)
+        if self._write_paused:
+            # Backpressure: wait until the kernel took enough of what we wrote.
+            self._drain = self._loop.create_future()
+            try:
+                await self._wait(self._drain)
+            finally:
+                self._drain = None
+
+    async def aclose(self) -> None:
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._eof or self._lost:
+            transport.close()
+            return
+        # Half-close, keep discarding input for a moment, then close (see _LINGER).
+        if transport.can_write_eof():
+            try:
+                transport.write_eof()
+            except OSError:
+                transport.abort()
+                return
+        self._buffer.clear()
+        self._buffered = 0
+        self.data_received = self._discard  # type: ignore[method-assign]
+        self.eof_received = self._close_on_eof  # type: ignore[method-assign]
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._loop.call_later(_LINGER, transport.close)
+
+    def _discard(self, data: bytes) -> None:
+        pass
+
+    def _close_on_eof(self) -> bool:
+        if self._transport is not None:
+            self._transport.close()
+        return False
+
+    def shutdown_if_idle(self) -> None:
+        """Called at shutdown: wake a connection waiting for its next request so it ends."""
+        if self._phase == "idle" and not self._buffer:
+            self._eof = True  # reads as end of input: accept() returns between requests
+            self._wake()
+
+
+def _expire(fut: asyncio.Future[None], phase: Phase) -> None:
+    if not fut.done():
+        fut.set_exception(StreamTimeout(phase))
+
+
+class Server:
+    """A listening asyncio server running ``accept`` per connection."""
+
+    def __init__(self, endpoint: Endpoint, opts: ServerOpts) -> None:
+        self.endpoint = endpoint
+        self.opts = opts
+        self._loop = asyncio.get_running_loop()
+        self._conns: set[_Conn] = set()
+        self._closing = False
+        self.stopping = asyncio.Event()
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return list(self._server.sockets) if self._server else []
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (handy with ``port=0``)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    async def _listen(self, host: str, port: int, sock: socket.socket | None, **kw: Any) -> None:
+        factory: Callable[[], _Conn] = lambda: _Conn(self)  # noqa: E731
+        if sock is not None:
+            self._server = await self._loop.create_server(factory, sock=sock, **kw)
+        else:
+            self._server = await self._loop.create_server(
+                factory, host, port, reuse_address=True, backlog=2048, **kw
+            )
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within ``grace``, then close everything.
+
+        Streaming handlers see ``req.stopping`` set and should end their streams.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        grace = self.opts.shutdown_grace if grace is None else grace
+        if self._server is not None:
+            self._server.close()
+        self.stopping.set()
+        for conn in list(self._conns):
+            conn.shutdown_if_idle()
+        tasks = [c.task for c in self._conns if c.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("cancelled %d request(s) still running after %.1fs", len(pending), grace)
+                await asyncio.wait(pending, timeout=1.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+async def start_server(
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 9999,
+    *,
+    opts: ServerOpts | None = None,
+    sock: socket.socket | None = None,
+) -> Server:
+    """Start listening and serving in the background; return the :class:`Server`."""
+    server = Server(endpoint, opts or ServerOpts())
+    await server._listen(host, port, sock)
+    return server
+
+
+async def serve(
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 9999,
+    *,
+    opts: ServerOpts | None = None,
+    sock: socket.socket | None = None,
+    handle_signals: bool = True,
+    ready: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve ``endpoint`` until SIGINT/SIGTERM (or cancellation), then shut down gracefully.
+
+    Args:
+        endpoint: the endpoint answering every request.
+        host, port: where to listen (ignored when ``sock`` is given).
+        opts: limits and timeouts.
+        sock: an already-bound listening socket to use instead.
+        handle_signals: install SIGINT/SIGTERM handlers that start the graceful shutdown.
+        ready: called with the server once it listens (e.g. to log the address).
+    """
+    server = await start_server(endpoint, host, port, opts=opts, sock=sock)
+    for s in server.sockets:
+        log.info("tophat listening on %s", _url(s))
+    if ready is not None:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+                pass
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.shutdown()
+    log.info("stopped")
+
+
+def _url(sock: socket.socket) -> str:
+    addr = sock.getsockname()
+    if sock.family == socket.AF_INET6:
+        return f"http://[{addr[0]}]:{addr[1]}"
+    if sock.family == socket.AF_INET:
+        return f"http://{addr[0]}:{addr[1]}"
+    return str(addr)

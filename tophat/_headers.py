@@ -1,0 +1,180 @@
+"""Case-insensitive, multi-valued, order-preserving HTTP header fields."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import overload
+
+__all__ = ["Headers", "HeaderError"]
+
+# RFC 9110 §5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
+# / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: field-value = *field-content; a field value never contains CR, LF or NUL, and
+# we also refuse the other control characters (except HTAB) that no recipient accepts.
+# Refusing them when a header is *set* is what makes response splitting impossible.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+
+
+class HeaderError(ValueError):
+    """A header name or value that must never be sent (e.g. contains CR, LF or NUL)."""
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+        raise HeaderError(f"invalid header name {name!r}: it must be an RFC 9110 token")
+    return name
+
+
+def check_value(value: str) -> str:
+    if not isinstance(value, str):
+        raise HeaderError(f"header value must be str, not {type(value).__name__}")
+    if _BAD_VALUE.search(value) is not None:
+        raise HeaderError(
+            f"invalid header value {value!r}: CR, LF, NUL, other control characters "
+            "and characters outside Latin-1 are refused"
+        )
+    # RFC 9110 §5.5: leading and trailing whitespace is not part of the field value.
+    return value.strip(" \t")
+
+
+class Headers:
+    """Header fields: case-insensitive lookup, several values per name, order kept.
+
+    Iterating yields ``(name, value)`` pairs in the order they were received or added, with
+    names as given (request header names arrive lower-cased from the parser).
+
+    >>> h = Headers([("Accept", "text/html"), ("accept", "text/plain")])
+    >>> h.get("ACCEPT"), h.get_all("accept")
+    ('text/html', ['text/html', 'text/plain'])
+    """
+
+    __slots__ = ("_items",)
+
+    _items: list[tuple[str, str, str]]  # (lower-cased name, name as given, value)
+
+    def __init__(
+        self, items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    ) -> None:
+        self._items = []
+        if items is not None:
+            pairs = items.items() if isinstance(items, Mapping) else items
+            for name, value in pairs:
+                self.add(name, value)
+
+    @classmethod
+    def _trusted(cls, items: list[tuple[str, str, str]]) -> Headers:
+        """Build without validation, from triples the parser already validated."""
+        h = cls.__new__(cls)
+        h._items = items
+        return h
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default`` when absent."""
+        key = name.lower()
+        for lname, _, value in self._items:
+            if lname == key:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order (empty when absent)."""
+        key = name.lower()
+        return [value for lname, _, value in self._items if lname == key]
+
+    def get_list(self, name: str) -> list[str]:
+        """Every comma-separated element of a list-based field (RFC 9110 §5.6.1), trimmed.
+
+        Empty elements are dropped, as the RFC requires recipients to do.
+        """
+        out: list[str] = []
+        for value in self.get_all(name):
+            out.extend(part.strip(" \t") for part in value.split(",") if part.strip(" \t"))
+        return out
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(lname == key for lname, _, _ in self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for _, name, value in self._items:
+            yield name, value
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name, value) for _, name, value in self._items]
+
+    def keys(self) -> list[str]:
+        return [name for _, name, _ in self._items]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(n, v) for n, _, v in self._items] == [(n, v) for n, _, v in other._items]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+    def copy(self) -> Headers:
+        return Headers._trusted(list(self._items))
+
+    # -- writing (validated: no response splitting) ----------------------------------------
+
+    def add(self, name: str, value: str) -> None:
+        """Append a value, keeping any existing ones."""
+        check_name(name)
+        self._items.append((name.lower(), name, check_value(value)))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with ``value`` (kept at the first one's position)."""
+        check_name(name)
+        value = check_value(value)
+        key = name.lower()
+        for i, (lname, _, _) in enumerate(self._items):
+            if lname == key:
+                self._items[i] = (key, name, value)
+                self._items[i + 1 :] = [t for t in self._items[i + 1 :] if t[0] != key]
+                return
+        self._items.append((key, name, value))
+
+    def setdefault(self, name: str, value: str) -> str:
+        existing = self.get(name)
+        if existing is not None:
+            return existing
+        self.add(name, value)
+        return self.get(name, value)
+
+    def remove(self, name: str) -> None:
+        """Remove every value of ``name`` (no error when absent)."""
+        key = name.lower()
+        self._items = [t for t in self._items if t[0] != key]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self.remove(name)

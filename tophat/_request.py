@@ -1,0 +1,257 @@
+"""Request: what the client asked for, with a body read lazily from the connection."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from functools import cached_property
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote
+
+from ._headers import Headers
+
+__all__ = ["Query", "Request", "Stopping"]
+
+
+class _BodySource(Protocol):
+    """What the connection gives a request to read its body from."""
+
+    async def read_body(self) -> bytes | None:
+        """The next piece of the body, or ``None`` once it is complete."""
+        ...
+
+    @property
+    def trailers(self) -> Headers | None: ...
+
+
+class Stopping(Protocol):
+    """A runtime's shutdown signal (``asyncio.Event`` and ``trio.Event`` both fit)."""
+
+    def is_set(self) -> bool: ...
+    async def wait(self) -> Any: ...
+
+
+class _NeverStopping:
+    __slots__ = ()
+
+    def is_set(self) -> bool:
+        return False
+
+    async def wait(self) -> None:  # pragma: no cover - nothing ever awaits a never-set signal
+        raise RuntimeError("this connection has no shutdown signal to wait for")
+
+
+NEVER_STOPPING = _NeverStopping()
+
+
+class _NoBody:
+    __slots__ = ()
+    trailers = None
+
+    async def read_body(self) -> bytes | None:
+        return None
+
+
+class Query:
+    """Parsed query string: several values per name, order kept.
+
+    >>> q = Query("a=1&b=2&a=3")
+    >>> q.get("a"), q.get_all("a"), "b" in q
+    ('1', ['1', '3'], True)
+    """
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, query_string: str) -> None:
+        self._pairs = parse_qsl(query_string, keep_blank_values=True)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self._pairs:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        return [value for key, value in self._pairs if key == name]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+    def __contains__(self, name: object) -> bool:
+        return any(key == name for key, _ in self._pairs)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(key for key, _ in self._pairs))
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __repr__(self) -> str:
+        return f"Query({self._pairs!r})"
+
+
+class Request:
+    """An HTTP request as received.
+
+    Attributes:
+        method: the method exactly as sent (case-sensitive, RFC 9110 §9.1).
+        target: the raw request-target from the request line.
+        raw_path: the path part of the target, still percent-encoded.
+        query_string: the part after ``?`` (undecoded), ``""`` when absent.
+        version: ``"1.0"`` or ``"1.1"``.
+        headers: the header fields.
+        client: the peer's ``(host, port)`` when the runtime knows it.
+        server: the local ``(host, port)`` when the runtime knows it.
+        scheme: ``"http"`` or ``"https"``.
+        ext: free storage for middleware and the router.
+        params: path parameters captured by the router (empty without one).
+        stopping: the server's shutdown signal; long-running handlers (streams, SSE) watch it.
+    """
+
+    __slots__ = (
+        "__dict__",  # for cached_property
+        "_body",
+        "_consumed",
+        "_source",
+        "client",
+        "ext",
+        "headers",
+        "method",
+        "params",
+        "query_string",
+        "raw_path",
+        "scheme",
+        "server",
+        "stopping",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        *,
+        version: str = "1.1",
+        client: tuple[str, int] | None = None,
+        server: tuple[str, int] | None = None,
+        scheme: str = "http",
+        body: bytes | _BodySource | None = None,
+        stopping: Stopping = NEVER_STOPPING,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.version = version
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        self.stopping = stopping
+        self.ext: dict[str, Any] = {}
+        self.params: Mapping[str, Any] = {}
+        path, _, self.query_string = _origin_path(target).partition("?")
+        self.raw_path = path
+        if isinstance(body, bytes):
+            self._body: bytes | None = body
+            self._source: _BodySource = _NoBody()
+        else:
+            self._body = None
+            self._source = body if body is not None else _NoBody()
+        self._consumed = False
+
+    @cached_property
+    def path(self) -> str:
+        """The percent-decoded path (invalid escapes stay as they are; UTF-8 assumed)."""
+        return unquote(self.raw_path, errors="surrogateescape")
+
+    @cached_property
+    def query(self) -> Query:
+        return Query(self.query_string)
+
+    @property
+    def host(self) -> str | None:
+        """The target host: from an absolute-form target, else the Host header (RFC 9112 §3.2.2)."""
+        if self.target[:1] != "/" and "://" in self.target:
+            return self.target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0] or None
+        return self.headers.get("host")
+
+    @property
+    def trailers(self) -> Headers | None:
+        """Trailer fields of a chunked body, once the body was read to the end."""
+        return self._source.trailers
+
+    # -- body ---------------------------------------------------------------------------------
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body piece by piece as it arrives, without buffering it.
+
+        Raises:
+            RuntimeError: if the body was already streamed.
+            Glitch: 413 past ``max_body_size``, 408 on a body timeout, 400 on bad framing.
+        """
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
+        if self._consumed:
+            raise RuntimeError("the request body was already read with stream()")
+        self._consumed = True
+        read = self._source.read_body
+        while (chunk := await read()) is not None:
+            if chunk:
+                yield chunk
+
+    async def body(self) -> bytes:
+        """The whole body, read and kept (later calls return the same bytes)."""
+        if self._body is None:
+            if self._consumed:
+                raise RuntimeError("the request body was already read with stream()")
+            self._body = b"".join([chunk async for chunk in self.stream()])
+        return self._body
+
+    async def text(self) -> str:
+        """The body decoded with the Content-Type charset (UTF-8 by default)."""
+        return (await self.body()).decode(_charset(self.headers.get("content-type")), "replace")
+
+    async def json(self) -> Any:
+        """The body parsed as JSON (``json.JSONDecodeError`` when it is not)."""
+        return _json.loads(await self.body())
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"
+
+
+def _origin_path(target: str) -> str:
+    """The ``path?query`` part of a request-target of any form (RFC 9112 §3.2)."""
+    if target[:1] == "/":
+        return target
+    if target == "*":  # asterisk-form (OPTIONS *)
+        return "*"
+    scheme_sep = target.find("://")
+    if scheme_sep > 0:  # absolute-form: scheme://authority/path?query
+        rest = target[scheme_sep + 3 :]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        path = rest[cut:]
+        return path if path[:1] == "/" else "/" + path
+    return target  # authority-form; only CONNECT uses it and accept() refuses CONNECT
+
+
+def _charset(content_type: str | None) -> str:
+    if content_type:
+        for param in content_type.split(";")[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"')
+                try:
+                    "".encode(charset)
+                except LookupError:
+                    break
+                return charset
+    return "utf-8"

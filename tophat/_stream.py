@@ -1,0 +1,44 @@
+"""The byte-stream protocol ``accept`` needs, and the exceptions a stream adapter raises.
+
+A stream is anything with these three methods (trio's ``SocketStream`` already fits)::
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes   # b"" at end of input
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None
+    async def aclose(self) -> None
+
+Optionally it may have ``set_phase(phase)``: ``accept`` calls it before each read and write with
+one of ``"idle"`` (waiting between requests), ``"head"`` (reading a request head), ``"body"``
+(reading a request body) or ``"write"`` (sending). The runtime that owns the clock uses it to
+apply the matching timeout from ``ServerOpts`` and, when time runs out, raises
+:class:`StreamTimeout` from the pending call. ``accept`` turns that into a 408 or a close.
+
+A stream signals a broken connection by raising ``OSError`` (``ConnectionError`` included) or
+:class:`StreamClosed`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = ["Phase", "Stream", "StreamClosed", "StreamTimeout"]
+
+Phase = Literal["idle", "head", "body", "write"]
+
+
+@runtime_checkable
+class Stream(Protocol):
+    async def receive_some(self, max_bytes: int | None = None) -> bytes: ...
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class StreamTimeout(TimeoutError):
+    """Raised by a stream adapter when the current phase's timeout ran out."""
+
+    def __init__(self, phase: Phase) -> None:
+        super().__init__(f"timed out in phase {phase!r}")
+        self.phase = phase
+
+
+class StreamClosed(ConnectionError):
+    """Raised by a stream adapter when the connection is gone."""

@@ -1,0 +1,188 @@
+"""The strict layer on top of h11: what RFC 9110/9112 forbid and h11 lets through.
+
+h11 is a parser, not a policy. Measured against h11 0.16 (tests/test_h11_leniency.py pins each):
+
+* it accepts any ``HTTP/d.d`` version (``HTTP/2.0``, ``HTTP/1.2``);
+* it accepts Content-Length together with Transfer-Encoding and lets Transfer-Encoding win;
+* it accepts Transfer-Encoding in an HTTP/1.0 request;
+* it treats CONNECT like any request (authority-form target, no tunnel);
+* it accepts a fragment (``#``) in the target and any target form with any method;
+* it does not check the Host value's syntax;
+* its head-size limit applies only while a head is incomplete, so a head that arrives in one
+  piece is never measured;
+* it has no header-count or target-length limit.
+
+Each check returns ``None`` or the ``(status, reason)`` to refuse the request with; every
+refusal closes the connection, because after a malformed head the framing of whatever follows
+cannot be trusted (RFC 9112 §11.2 on request smuggling).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import h11
+
+from ._opts import ServerOpts
+
+__all__ = ["Refusal", "check_request"]
+
+Refusal = tuple[int, str]
+
+# RFC 9112 §2.3: "HTTP/1.0" and "HTTP/1.1" are the versions this server speaks. RFC 9110 §15.6.6:
+# 505 is for a major version the server does not support; for an unknown minor version of 1.x
+# RFC 9110 §2.5 lets us treat it as the highest 1.x we support — but h11 would then frame the
+# exchange as 1.1 on the client's word only, so we refuse every other version.
+_VERSIONS = frozenset((b"1.0", b"1.1"))
+
+# RFC 9110 §5.3: a sender MUST NOT generate several field lines with the same name unless the
+# field is list-based. For these singletons, several lines mean the request is ambiguous (two
+# Content-Types, two Authorizations: which one did the client mean?), so we refuse them.
+# (h11 itself refuses duplicate Host and differing Content-Length and merges identical
+# Content-Length lines, which RFC 9112 §6.3 allows.)
+_SINGLETONS = frozenset(
+    (
+        b"host",
+        b"content-length",
+        b"content-type",
+        b"authorization",
+        b"proxy-authorization",
+        b"range",
+        b"if-range",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"max-forwards",
+        b"origin",
+        b"referer",
+        b"user-agent",
+        b"from",
+        b"date",
+    )
+)
+
+# RFC 3986 §3.2: host = IP-literal / IPv4address / reg-name; port = *DIGIT.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
+    rb"|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+)
+# RFC 9112 §3.2.2 absolute-form = absolute-URI; only http and https name this server's resources.
+_ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
+
+
+def _version(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    if ev.http_version not in _VERSIONS:
+        return 505, "HTTP Version Not Supported"
+    return None
+
+
+def _target_length(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    # RFC 9112 §3: a server that receives a request-target longer than any URI it wishes to
+    # parse MUST respond with a 414 (URI Too Long) status code.
+    if len(ev.target) > opts.max_target_length:
+        return 414, "URI Too Long"
+    return None
+
+
+def _header_count(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    if len(ev.headers) > opts.max_header_count:
+        return 431, "Too many header fields"
+    return None
+
+
+def _connect(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    # CONNECT asks for a tunnel (RFC 9110 §9.3.6); an origin server library has none to give.
+    # RFC 9110 §15.6.2: 501 is the response to a method the server does not support.
+    if ev.method == b"CONNECT":
+        return 501, "CONNECT is not supported"
+    return None
+
+
+def _target_form(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    target = ev.target
+    if b"#" in target:
+        # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
+        return 400, "Fragment in request-target"
+    if target[:1] == b"/":
+        return None
+    if target == b"*":
+        # RFC 9112 §3.2.4: asterisk-form is only used for a server-wide OPTIONS request.
+        return None if ev.method == b"OPTIONS" else (400, "Asterisk-form is only for OPTIONS")
+    m = _ABSOLUTE.fullmatch(target)
+    if m is None or _HOST.fullmatch(m.group(1)) is None or not m.group(1):
+        return 400, "Invalid request-target"
+    return None
+
+
+def _duplicates(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    seen: set[bytes] = set()
+    for name, _ in ev.headers:
+        if name in _SINGLETONS:
+            if name in seen:
+                return 400, "Duplicate " + name.decode() + " header"
+            seen.add(name)
+    return None
+
+
+def _framing(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    has_te = has_cl = False
+    for name, _ in ev.headers:
+        if name == b"transfer-encoding":
+            has_te = True
+        elif name == b"content-length":
+            has_cl = True
+    if has_te and has_cl:
+        # RFC 9112 §6.1: a server MAY reject a request that contains both Content-Length and
+        # Transfer-Encoding or process it per Transfer-Encoding; either way it MUST close the
+        # connection afterwards. Such a request is the classic smuggling probe: refuse it.
+        return 400, "Both Content-Length and Transfer-Encoding"
+    if has_te and ev.http_version == b"1.0":
+        # RFC 9112 §6.1: a server that receives an HTTP/1.0 message with Transfer-Encoding MUST
+        # treat it as if the framing is faulty and close the connection.
+        return 400, "Transfer-Encoding in an HTTP/1.0 request"
+    return None
+
+
+def _host(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    # RFC 9112 §3.2: a server MUST respond with 400 to a request with an invalid Host value.
+    for name, value in ev.headers:
+        if name == b"host" and _HOST.fullmatch(value) is None:
+            return 400, "Invalid Host header"
+    return None
+
+
+def _body_size(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    if opts.max_body_size is None:
+        return None
+    for name, value in ev.headers:
+        # h11 already checked it is all digits (and merged identical duplicates).
+        if name == b"content-length" and int(value) > opts.max_body_size:
+            return 413, "Content Too Large"
+    return None
+
+
+# Order matters: the first refusal wins. Version first (nothing else is meaningful without it),
+# then the size limits, then method and target, then the header semantics.
+_CHECKS: tuple[Callable[[h11.Request, ServerOpts], Refusal | None], ...] = (
+    _version,
+    _target_length,
+    _header_count,
+    _connect,
+    _target_form,
+    _duplicates,
+    _framing,
+    _host,
+    _body_size,
+)
+_HEAD_SIZE_AT = _CHECKS.index(_connect)  # the whole-head size limit is checked just before it
+
+
+def check_request(ev: h11.Request, head_size: int, opts: ServerOpts) -> Refusal | None:
+    """The first rule ``ev`` breaks, or ``None`` when the request may be served."""
+    for i, check in enumerate(_CHECKS):
+        if i == _HEAD_SIZE_AT and head_size > opts.max_head_size:
+            return 431, "Request header fields too large"
+        refusal = check(ev, opts)
+        if refusal is not None:
+            return refusal
+    return None

@@ -1,0 +1,220 @@
+"""ResponseWriter, the response it builds, and ResponseWritten, the proof it was sent."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._headers import Headers
+
+__all__ = ["Response", "ResponseWriter", "ResponseWritten", "ServerSentEvent"]
+
+Body = bytes | AsyncIterable[bytes]
+
+
+class Response:
+    """A response being built: status, headers and body.
+
+    ``body`` is ``bytes`` or an async iterable of ``bytes``; ``length`` is the declared length
+    of an iterable body (``None``: unknown, so it is sent chunked on HTTP/1.1 and
+    close-delimited on HTTP/1.0). Framing headers (Content-Length, Transfer-Encoding) set by
+    hand are never trusted: the server computes them from the body.
+    """
+
+    __slots__ = ("body", "headers", "length", "status")
+
+    def __init__(self, status: int = 200, headers: Headers | None = None, body: Body = b"") -> None:
+        self.status = status
+        self.headers = headers if headers is not None else Headers()
+        self.body: Body = body
+        self.length: int | None = len(body) if isinstance(body, bytes) else None
+
+    def __repr__(self) -> str:
+        kind = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else "stream"
+        return f"<Response {self.status} {kind}>"
+
+
+class _Sink(Protocol):
+    """What the connection offers a writer: put a response on the wire."""
+
+    async def send_response(self, response: Response) -> tuple[int, int]:
+        """Send it; return ``(status sent, body bytes written)``."""
+        ...
+
+
+_TOKEN = object()
+
+
+class ResponseWritten:
+    """Proof that a response was sent. Only :meth:`ResponseWriter.send` can make one.
+
+    Attributes:
+        status: the status code sent.
+        headers: the header fields sent, framing and Date included.
+        bytes_written: body bytes put on the wire (without chunked framing; 0 for HEAD).
+    """
+
+    __slots__ = ("bytes_written", "headers", "status")
+
+    def __init__(self, _token: object, status: int, headers: Headers, bytes_written: int) -> None:
+        if _token is not _TOKEN:
+            raise TypeError("ResponseWritten is made only by ResponseWriter.send()")
+        self.status = status
+        self.headers = headers
+        self.bytes_written = bytes_written
+
+    def __repr__(self) -> str:
+        return f"<ResponseWritten {self.status} {self.bytes_written} bytes>"
+
+
+class ResponseWriter:
+    """Builds the one response to a request and sends it.
+
+    It starts as ``200`` with an empty body. Set what you need, then ``await send()``, which
+    puts the response on the wire and returns :class:`ResponseWritten`::
+
+        async def hello(req: Request, w: ResponseWriter) -> ResponseWritten:
+            w.set_text("Hello, world!")
+            return await w.send()
+    """
+
+    __slots__ = ("_sink", "_written", "response")
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self.response = Response()
+        self._written: ResponseWritten | None = None
+
+    @property
+    def sent(self) -> bool:
+        """Whether ``send()`` was called (the response is on the wire, or failed on the way)."""
+        return self._written is not None
+
+    # -- status and headers -------------------------------------------------------------------
+
+    def set_status(self, status: int) -> None:
+        """Set the final status code (200-599; informational 1xx codes are not final)."""
+        if not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError(f"status must be an int in 200-599, got {status!r}")
+        self.response.status = int(status)
+
+    set_code = set_status  # the Rust crate's name
+
+    def insert_header(self, name: str, value: str) -> None:
+        """Set a header, replacing any values it had.
+
+        Raises:
+            HeaderError: if the name is not a token or the value contains CR, LF or NUL.
+        """
+        self.response.headers.set(name, value)
+
+    def append_header(self, name: str, value: str) -> None:
+        """Add a header value, keeping existing ones (e.g. several ``Set-Cookie``)."""
+        self.response.headers.add(name, value)
+
+    # -- body ---------------------------------------------------------------------------------
+
+    def set_body(self, body: bytes | bytearray | str | AsyncIterable[bytes], *, length: int | None = None) -> None:
+        """Set the body: bytes, str (sent as UTF-8), or an async iterable of bytes.
+
+        Args:
+            body: the content. An async iterable is pulled only as fast as the client reads.
+            length: for an iterable, its exact length if known (sent as Content-Length; the
+                server checks the iterable yields exactly that much).
+        """
+        r = self.response
+        if isinstance(body, str):
+            body = body.encode()
+            r.headers.setdefault("content-type", "text/plain; charset=utf-8")
+        if isinstance(body, bytes | bytearray):
+            if length is not None and length != len(body):
+                raise ValueError("length does not match the body")
+            r.body = bytes(body)
+            r.length = len(body)
+        elif hasattr(body, "__aiter__"):
+            if length is not None and length < 0:
+                raise ValueError("length must be >= 0")
+            r.body = body
+            r.length = length
+        else:
+            raise TypeError(f"body must be bytes, str or an async iterable of bytes, not {type(body).__name__}")
+
+    def set_text(self, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.set_body(text.encode())
+        self.response.headers.set("content-type", content_type)
+
+    def set_json(self, obj: Any, *, dumps: Callable[[Any], str] = _json.dumps) -> None:
+        self.set_body(dumps(obj).encode())
+        self.response.headers.set("content-type", "application/json")
+
+    def set_sse(self, events: AsyncIterable[ServerSentEvent | str]) -> None:
+        """Stream server-sent events (``text/event-stream``), one write per event.
+
+        A ``str`` item is sent as an event with that data.
+        """
+        self.set_body(_encode_events(events))
+        h = self.response.headers
+        h.set("content-type", "text/event-stream; charset=utf-8")
+        h.set("cache-control", "no-cache")
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send(self) -> ResponseWritten:
+        """Put the response on the wire; return the proof.
+
+        Raises:
+            RuntimeError: on a second call.
+            OSError: when the connection breaks while sending.
+        """
+        if self.sent:
+            raise RuntimeError("send() was already called for this response")
+        self._written = _PENDING  # a send() in progress: a second send() must fail too
+        status, n = await self._sink.send_response(self.response)
+        self._written = ResponseWritten(_TOKEN, status, self.response.headers, n)
+        return self._written
+
+
+_PENDING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One server-sent event (HTML Living Standard §9.2)."""
+
+    data: str = ""
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("event", "id"):
+            value = getattr(self, field)
+            if value is not None and any(c in value for c in "\r\n\0"):
+                raise ValueError(f"SSE {field} must not contain CR, LF or NUL")
+
+    def encode(self) -> bytes:
+        lines: list[str] = []
+        if self.comment is not None:
+            lines.extend(": " + line for line in _split_lines(self.comment))
+        if self.event is not None:
+            lines.append("event: " + self.event)
+        if self.id is not None:
+            lines.append("id: " + self.id)
+        if self.retry is not None:
+            lines.append(f"retry: {int(self.retry)}")
+        if self.data or self.comment is None:
+            lines.extend("data: " + line for line in _split_lines(self.data))
+        return ("\n".join(lines) + "\n\n").encode()
+
+
+def _split_lines(text: str) -> list[str]:
+    # A field value cannot hold a line break; each line of data is its own "data:" field.
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+async def _encode_events(events: AsyncIterable[ServerSentEvent | str]) -> AsyncIterator[bytes]:
+    async for ev in events:
+        yield (ServerSentEvent(ev) if isinstance(ev, str) else ev).encode()
