@@ -43,12 +43,14 @@ def load_endpoint(spec: str) -> Endpoint:
             raise SystemExit(f"error: module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
         raise SystemExit(f"error: {spec} is not callable (an endpoint is async (req, w) -> ...)")
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tophat", description="Serve a tophat endpoint.")
-    p.add_argument("app", metavar="MODULE:ATTR", help="the endpoint to serve, e.g. examples.hello:app")
+    p.add_argument(
+        "app", metavar="MODULE:ATTR", help="the endpoint to serve, e.g. examples.hello:app"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9999, help="port to listen on (default 9999)")
     p.add_argument(
@@ -59,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--access-log", action="store_true", help="log one line per response")
     p.add_argument("--server-header", default=None, help="value of the Server response header")
-    p.add_argument("--verbose-glitch", action="store_true", help="show Glitch causes to clients (debugging)")
+    p.add_argument(
+        "--verbose-glitch", action="store_true", help="show Glitch causes to clients (debugging)"
+    )
     return p
 
 

@@ -305,7 +305,9 @@ class Server:
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning("cancelled %d request(s) still running after %.1fs", len(pending), grace)
+                log.warning(
+                    "cancelled %d request(s) still running after %.1fs", len(pending), grace
+                )
                 await asyncio.wait(pending, timeout=1.0)
         if self._server is not None:
             await self._server.wait_closed()
@@ -352,7 +354,7 @@ async def serve(
         ready(server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     if handle_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

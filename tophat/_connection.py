@@ -8,6 +8,7 @@ carry another request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -158,7 +159,9 @@ class _Connection:
                 if event is h11.NEED_DATA:
                     if conn.they_are_waiting_for_100_continue and not self._response_started:
                         # RFC 9110 §10.1.1: send 100 (Continue) once we start reading the body.
-                        await self._send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                        await self._send(
+                            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                        )
                     self._expect_pending = False
                     await self._receive("body")
                     continue
@@ -215,15 +218,15 @@ class _Connection:
         await self.stream.send_all(data)
 
     def _date(self) -> bytes:
+        # RFC 9110 §6.6.1: an origin server with a clock MUST send Date; one-second resolution.
+        global _DATE
         now = int(time.time())
-        cached = _DATE_CACHE
-        if cached[0] != now:
-            cached[0] = now
-            cached[1] = formatdate(now, usegmt=True).encode()
-        return cached[1]  # type: ignore[return-value]
+        if _DATE[0] != now:
+            _DATE = (now, formatdate(now, usegmt=True).encode())
+        return _DATE[1]
 
     async def send_response(self, response: Response) -> tuple[int, int]:
-        """Put ``response`` on the wire (the ResponseWriter's sink). Returns (status, body bytes)."""
+        """Put ``response`` on the wire (the writer's sink); return (status, body bytes)."""
         if self._response_started:
             raise RuntimeError("a response was already sent on this request")
         self._response_started = True
@@ -260,12 +263,12 @@ class _Connection:
                     parts.append(conn.send(h11.Data(data=body)))
                     written = len(body)
                 parts.append(conn.send(h11.EndOfMessage()))
-                await self._send(b"".join(parts))  # type: ignore[arg-type]
+                await self._send(b"".join(parts))
             elif no_body:
                 await _aclose(body)
-                await self._send(conn.send(head) + conn.send(h11.EndOfMessage()))  # type: ignore[operator]
+                await self._send(conn.send(head) + conn.send(h11.EndOfMessage()))
             else:
-                await self._send(conn.send(head))  # type: ignore[arg-type]
+                await self._send(conn.send(head))
                 try:
                     async for chunk in body:
                         if not chunk:
@@ -276,10 +279,10 @@ class _Connection:
                             )
                         data = conn.send(h11.Data(data=chunk))
                         written += len(chunk)
-                        await self._send(data)  # type: ignore[arg-type]
+                        await self._send(data)
                 finally:
                     await _aclose(body)
-                await self._send(conn.send(h11.EndOfMessage()))  # type: ignore[arg-type]
+                await self._send(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError as exc:
             # A declared length the body did not match: the response is broken on the wire.
             self._must_close = True
@@ -324,10 +327,12 @@ class _Connection:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
         conn = self.h11
         try:
-            data = conn.send(h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)))
-            data += conn.send(h11.Data(data=body))  # type: ignore[operator]
-            data += conn.send(h11.EndOfMessage())  # type: ignore[operator]
-            await self._send(data)  # type: ignore[arg-type]
+            data = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+            )
+            data += conn.send(h11.Data(data=body))
+            data += conn.send(h11.EndOfMessage())
+            await self._send(data)
         except (*_BROKEN, StreamTimeout, h11.LocalProtocolError):
             pass
 
@@ -361,7 +366,9 @@ class _Connection:
         except Glitch as glitch:
             if self._response_started:
                 self._must_close = True
-                log.info("%s raised after its response started; closing: %s", _name(endpoint), glitch)
+                log.info(
+                    "%s raised after its response started; closing: %s", _name(endpoint), glitch
+                )
                 return
             await self._respond_with_glitch(writer, glitch)
             return
@@ -376,7 +383,7 @@ class _Connection:
             error_log.exception("unhandled error in endpoint %s", _name(endpoint))
             await self._respond_with_glitch(writer, Glitch(500, cause=exc))
             return
-        except Exception as exc:
+        except Exception:
             if self._response_started:
                 self._must_close = True
                 error_log.exception(
@@ -385,9 +392,7 @@ class _Connection:
                 )
                 return
             error_log.exception("unhandled error in endpoint %s", _name(endpoint))
-            glitch = Glitch(500)
-            glitch.__cause__ = exc
-            await self._respond_with_glitch(writer, _Logged(glitch))
+            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
             return
         if not self._response_started:
             error_log.error(
@@ -462,7 +467,7 @@ class _Logged(Glitch):
         self._original = glitch
 
 
-_DATE_CACHE: list[Any] = [0, b""]
+_DATE: tuple[int, bytes] = (0, b"")
 
 
 def _headers(items: Any) -> Headers:
@@ -529,7 +534,5 @@ async def accept(
     except (*_BROKEN, StreamTimeout) as exc:
         log.debug("connection from %s ended: %r", _peer(client), exc)
     finally:
-        try:
+        with contextlib.suppress(*_BROKEN):
             await stream.aclose()
-        except _BROKEN:
-            pass

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import overload
 
-__all__ = ["Headers", "HeaderError"]
+__all__ = ["HeaderError", "Headers"]
 
 # RFC 9110 §5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 # / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
@@ -54,9 +54,7 @@ class Headers:
 
     _items: list[tuple[str, str, str]]  # (lower-cased name, name as given, value)
 
-    def __init__(
-        self, items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
-    ) -> None:
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         self._items = []
         if items is not None:
             pairs = items.items() if isinstance(items, Mapping) else items

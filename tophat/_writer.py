@@ -116,7 +116,9 @@ class ResponseWriter:
 
     # -- body ---------------------------------------------------------------------------------
 
-    def set_body(self, body: bytes | bytearray | str | AsyncIterable[bytes], *, length: int | None = None) -> None:
+    def set_body(
+        self, body: bytes | bytearray | str | AsyncIterable[bytes], *, length: int | None = None
+    ) -> None:
         """Set the body: bytes, str (sent as UTF-8), or an async iterable of bytes.
 
         Args:
@@ -139,7 +141,9 @@ class ResponseWriter:
             r.body = body
             r.length = length
         else:
-            raise TypeError(f"body must be bytes, str or an async iterable of bytes, not {type(body).__name__}")
+            raise TypeError(
+                f"body must be bytes, str or an async iterable of bytes, not {type(body).__name__}"
+            )
 
     def set_text(self, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
         self.set_body(text.encode())

@@ -172,7 +172,9 @@ def catching(
         raise Glitch(status, message, cause=exc) from exc
 
 
-def call(status: int, message: str | None, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+def call(
+    status: int, message: str | None, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
     """Return ``fn(*args, **kwargs)``; an exception it raises becomes ``Glitch(status, message)``.
 
     >>> call(400, "id must be a number", int, "42")
@@ -192,4 +194,3 @@ async def awaiting(
     """Await ``aw``; an exception it raises becomes ``Glitch(status, message)``."""
     with catching(status, message, errors=errors):
         return await aw
-

@@ -126,7 +126,9 @@ class TestResponse:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, status: int, reason: str, headers: Headers, body: bytes, version: str) -> None:
+    def __init__(
+        self, status: int, reason: str, headers: Headers, body: bytes, version: str
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -173,7 +175,9 @@ def parse_responses(data: bytes, methods: Sequence[str] = ("GET",)) -> list[Test
                 resp = TestResponse(
                     event.status_code,
                     event.reason.decode("latin-1"),
-                    Headers._trusted([(n.decode(),) * 2 + (v.decode("latin-1"),) for n, v in event.headers]),
+                    Headers._trusted(
+                        [(n.decode(),) * 2 + (v.decode("latin-1"),) for n, v in event.headers]
+                    ),
                     b"",
                     event.http_version.decode(),
                 )
@@ -190,7 +194,9 @@ def parse_responses(data: bytes, methods: Sequence[str] = ("GET",)) -> list[Test
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
             rest = conn.next_event()
             if not isinstance(rest, h11.ConnectionClosed) and rest is not h11.NEED_DATA:
-                raise h11.RemoteProtocolError("bytes after a closing response", error_status_hint=400)
+                raise h11.RemoteProtocolError(
+                    "bytes after a closing response", error_status_hint=400
+                )
             return out
         conn.start_next_cycle()
         i += 1
@@ -216,7 +222,13 @@ class TestClient:
             await client.send_all(piece)
         if close:
             client.send_eof()
-        await accept(server, self.endpoint, self.opts, client=("127.0.0.1", 40000), server=("127.0.0.1", 9999))
+        await accept(
+            server,
+            self.endpoint,
+            self.opts,
+            client=("127.0.0.1", 40000),
+            server=("127.0.0.1", 9999),
+        )
         return client.take_all()
 
     async def request(
@@ -236,7 +248,9 @@ class TestClient:
             h.add("host", "testserver")
         if body and "content-length" not in h and "transfer-encoding" not in h:
             h.add("content-length", str(len(body)))
-        head = f"{method} {path} HTTP/{version}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in h) + "\r\n"
+        head = (
+            f"{method} {path} HTTP/{version}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in h) + "\r\n"
+        )
         out = await self.raw(head.encode("latin-1") + body)
         responses = parse_responses(out, [method])
         if len(responses) != 1:
