@@ -21,7 +21,7 @@ from ._headers import Headers
 from ._opts import ServerOpts
 from ._request import NEVER_STOPPING, Request, Stopping
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
-from ._validate import check_request
+from ._validate import TE_REFUSAL_STATUS, check_request
 from ._writer import Response, ResponseWriter, ResponseWritten
 from .glitch import Glitch, reason_phrase
 
@@ -413,6 +413,8 @@ class _Connection:
                     status = exc.error_status_hint
                     if status == 431 and b"\n" not in bytes(conn._receive_buffer):
                         status = 414  # the request line alone is over the limit
+                    elif status == 501 and "Transfer-Encoding" in str(exc):
+                        status = TE_REFUSAL_STATUS
                     log.info("bad request from %s: %s", _peer(self.client), exc)
                     await self._send_refusal(status, _refusal_text(status, exc))
                 return

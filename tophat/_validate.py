@@ -10,7 +10,10 @@ h11 is a parser, not a policy. Measured against h11 0.16 (tests/test_h11_lenienc
 * it does not check the Host value's syntax;
 * its head-size limit applies only while a head is incomplete, so a head that arrives in one
   piece is never measured;
-* it has no header-count or target-length limit.
+* it has no header-count or target-length limit;
+* it accepts control characters other than CR, LF and NUL in field values;
+* it answers 501 to every Transfer-Encoding but ``chunked``, where RFC 9112 §6.3 requires 400
+  when chunked is not the final coding (``chunked, gzip``) — see ``TE_REFUSAL_STATUS``.
 
 Each check returns ``None`` or the ``(status, reason)`` to refuse the request with; every
 refusal closes the connection, because after a malformed head the framing of whatever follows
@@ -124,6 +127,25 @@ def _duplicates(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
+# h11 refuses a Transfer-Encoding other than a single "chunked" while it parses the head, so the
+# codings are gone by the time we could look. RFC 9112 §6.3 requires 400 (and a close) when
+# chunked is not the final coding, and §7 forbids chunked twice; 501 for an unknown coding
+# before a final chunked is only a SHOULD (§6.1). So 400 is the answer that is right for all.
+TE_REFUSAL_STATUS = 400
+
+# RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
+# control characters are invalid too and no legitimate client sends them, so we refuse them.
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _field_values(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+    search = _CTL.search
+    for _, value in ev.headers:
+        if search(value) is not None:
+            return 400, "Control character in a header value"
+    return None
+
+
 def _framing(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     has_te = has_cl = False
     for name, _ in ev.headers:
@@ -170,6 +192,7 @@ _CHECKS: tuple[Callable[[h11.Request, ServerOpts], Refusal | None], ...] = (
     _connect,
     _target_form,
     _duplicates,
+    _field_values,
     _framing,
     _host,
     _body_size,
@@ -186,3 +209,4 @@ def check_request(ev: h11.Request, head_size: int, opts: ServerOpts) -> Refusal 
         if refusal is not None:
             return refusal
     return None
+
