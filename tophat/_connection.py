@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -225,16 +225,8 @@ class _Connection:
             _DATE = (now, formatdate(now, usegmt=True).encode())
         return _DATE[1]
 
-    async def send_response(self, response: Response) -> tuple[int, int]:
-        """Put ``response`` on the wire (the writer's sink); return (status, body bytes)."""
-        if self._response_started:
-            raise RuntimeError("a response was already sent on this request")
-        self._response_started = True
-        request = self._request
-        assert request is not None
+    def _head(self, response: Response) -> h11.Response:
         status = response.status
-        body = response.body
-        no_body = request.method == "HEAD" or status in _NO_CONTENT_STATUS
         headers: list[tuple[bytes, bytes]] = []
         has_date = has_server = False
         for lname, name, value in response.headers._items:
@@ -252,37 +244,60 @@ class _Connection:
         if status not in _NO_CONTENT_STATUS and response.length is not None:
             headers.append((b"content-length", str(response.length).encode()))
         if self._must_close or self._expect_pending or self.stopping.is_set():
+            # We will close after this response: say so (RFC 9112 §9.6).
             headers.append((b"connection", b"close"))
-        head = h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+        return h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+
+    async def send_response(self, response: Response) -> tuple[int, int]:
+        """Put ``response`` on the wire (the writer's sink); return (status, body bytes).
+
+        A streamed body's first piece is pulled *before* the head is sent: an error raised
+        before it still gets a proper error response, a handler that streams its request body
+        back still triggers ``100 Continue``, and head and first piece go out in one write.
+        """
+        if self._response_started:
+            raise RuntimeError("a response was already sent on this request")
+        request = self._request
+        assert request is not None
+        status = response.status
+        body = response.body
+        no_body = request.method == "HEAD" or status in _NO_CONTENT_STATUS
+        pieces: AsyncIterator[bytes] | None = None
+        first: bytes | None = None
+        if not isinstance(body, bytes):
+            if no_body:
+                await _aclose(body)
+            else:
+                pieces = body.__aiter__()
+                try:
+                    first = await _next_piece(pieces)
+                except BaseException:
+                    await _aclose(pieces)
+                    raise
         conn = self.h11
+        self._response_started = True
         written = 0
         try:
-            if isinstance(body, bytes):
-                parts = [conn.send(head)]
+            data = conn.send(self._head(response))
+            assert data is not None
+            if pieces is None:
                 if body and not no_body:
-                    parts.append(conn.send(h11.Data(data=body)))
+                    assert isinstance(body, bytes)
+                    data += conn.send(h11.Data(data=body))
                     written = len(body)
-                parts.append(conn.send(h11.EndOfMessage()))
-                await self._send(b"".join(parts))
-            elif no_body:
-                await _aclose(body)
-                await self._send(conn.send(head) + conn.send(h11.EndOfMessage()))
+                data += conn.send(h11.EndOfMessage())
+                await self._send(data)
             else:
-                await self._send(conn.send(head))
                 try:
-                    async for chunk in body:
-                        if not chunk:
-                            continue
-                        if not isinstance(chunk, bytes | bytearray | memoryview):
-                            raise TypeError(
-                                f"a response body stream yielded {type(chunk).__name__}, not bytes"
-                            )
-                        data = conn.send(h11.Data(data=chunk))
-                        written += len(chunk)
+                    while first is not None:
+                        data += conn.send(h11.Data(data=first))
+                        written += len(first)
                         await self._send(data)
+                        first = await _next_piece(pieces)
+                        data = b""
                 finally:
-                    await _aclose(body)
-                await self._send(conn.send(h11.EndOfMessage()))
+                    await _aclose(pieces)
+                await self._send(data + conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError as exc:
             # A declared length the body did not match: the response is broken on the wire.
             self._must_close = True
@@ -356,7 +371,9 @@ class _Connection:
             error_log.error("%s", glitch)
         else:
             log.debug("glitch %s", glitch)
-        await writer.send()
+        # Not writer.send(): the writer may already count as sent if its own send() failed
+        # before any byte went out (a streamed body that raised before its first piece).
+        await self.send_response(response)
 
     async def _run_endpoint(self, request: Request) -> None:
         writer = ResponseWriter(self)
@@ -495,6 +512,16 @@ _ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)} | {ord('"'): '\\"', 
 def _escape(text: str) -> str:
     """Make client-controlled text safe for a log line (no control characters, no quotes)."""
     return text.translate(_ESCAPES)
+
+
+async def _next_piece(pieces: AsyncIterator[bytes]) -> bytes | None:
+    """The next non-empty piece of a streamed body, or None at its end."""
+    async for piece in pieces:
+        if piece:
+            if not isinstance(piece, bytes | bytearray | memoryview):
+                raise TypeError(f"a response body stream yielded {type(piece).__name__}, not bytes")
+            return bytes(piece)
+    return None
 
 
 async def _aclose(body: object) -> None:
