@@ -156,7 +156,8 @@ class ResponseWriter:
     def set_sse(self, events: AsyncIterable[ServerSentEvent | str]) -> None:
         """Stream server-sent events (``text/event-stream``), one write per event.
 
-        A ``str`` item is sent as an event with that data.
+        A ``str`` item is sent as an event with that data. The stream opens with a comment
+        line (``: stream open``), which clients ignore, so the head is sent immediately.
         """
         self.set_body(_encode_events(events))
         h = self.response.headers
@@ -220,5 +221,8 @@ def _split_lines(text: str) -> list[str]:
 
 
 async def _encode_events(events: AsyncIterable[ServerSentEvent | str]) -> AsyncIterator[bytes]:
+    # A comment first, so the head goes out at once (a streamed body's head waits for its first
+    # piece) and the client knows the stream is open before the first event exists.
+    yield b": stream open\n\n"
     async for ev in events:
         yield (ServerSentEvent(ev) if isinstance(ev, str) else ev).encode()
