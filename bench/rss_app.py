@@ -61,6 +61,9 @@ async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
                 await asyncio.sleep(0.001)
         w.set_text(str(total))
         return await w.send()
+    if path == "/upload-buffered" and req.method == "POST":
+        w.set_text(str(len(await req.body())))
+        return await w.send()
     if path == "/":
         w.set_text("ok")
         return await w.send()

@@ -42,6 +42,7 @@ _NO_CONTENT_STATUS = frozenset((204, 304))
 _FRAMING = frozenset(("content-length", "transfer-encoding"))
 
 _BROKEN = (OSError, StreamClosed)
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 
 class _Aborted(Exception):
@@ -72,7 +73,6 @@ class _Connection:
         "_body",
         "_cached_date",
         "_eof",
-        "_expect_pending",
         "_must_close",
         "_request",
         "_response_started",
@@ -112,7 +112,6 @@ class _Connection:
         self._request: Request | None = None
         self._response_started = False
         self._must_close = False
-        self._expect_pending = False
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -159,10 +158,7 @@ class _Connection:
                 if event is h11.NEED_DATA:
                     if conn.they_are_waiting_for_100_continue and not self._response_started:
                         # RFC 9110 §10.1.1: send 100 (Continue) once we start reading the body.
-                        await self._send(
-                            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
-                        )
-                    self._expect_pending = False
+                        await self._send(conn.send(_CONTINUE))
                     await self._receive("body")
                     continue
             except h11.RemoteProtocolError as exc:
@@ -192,7 +188,11 @@ class _Connection:
         conn = self.h11
         if conn.their_state is h11.DONE:
             return True
-        if conn.their_state is not h11.SEND_BODY or body is None or self._expect_pending:
+        if (
+            conn.their_state is not h11.SEND_BODY
+            or body is None
+            or conn.they_are_waiting_for_100_continue
+        ):
             # An unanswered Expect: 100-continue: the client may never send the body, so we
             # cannot wait for it (RFC 9110 §10.1.1); we said Connection: close instead.
             return False
@@ -243,7 +243,11 @@ class _Connection:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
         if status not in _NO_CONTENT_STATUS and response.length is not None:
             headers.append((b"content-length", str(response.length).encode()))
-        if self._must_close or self._expect_pending or self.stopping.is_set():
+        if (
+            self._must_close
+            or self.h11.they_are_waiting_for_100_continue
+            or self.stopping.is_set()
+        ):
             # We will close after this response: say so (RFC 9112 §9.6).
             headers.append((b"connection", b"close"))
         return h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
@@ -365,7 +369,9 @@ class _Connection:
         text = glitch.body_text(self.opts.verbose_glitch).encode()
         response.body = text
         response.length = len(text)
-        if glitch.status >= 500 and glitch.__cause__ is not None:
+        if isinstance(glitch, _Logged):
+            pass  # the error behind it was logged once, with its traceback, where it happened
+        elif glitch.status >= 500 and glitch.__cause__ is not None:
             error_log.error("%s: %s", glitch, glitch.__cause__, exc_info=glitch.__cause__)
         elif glitch.status >= 500:
             error_log.error("%s", glitch)
@@ -453,7 +459,6 @@ class _Connection:
             body = _Body(self)
             self._body = body
             self._response_started = False
-            self._expect_pending = conn.they_are_waiting_for_100_continue
             request = Request(
                 event.method.decode("ascii"),
                 event.target.decode("latin-1"),

@@ -1,0 +1,186 @@
+"""Every example does what its docstring says, in memory and through the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples import bytes_written, echo, errors, errors_verbose, hello, sse
+from tophat import ServerOpts, accept
+from tophat.testing import TestClient, memory_stream_pair, parse_responses
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_hello_says_hello_world() -> None:
+    resp = await TestClient(hello.app).get("/")
+    assert (resp.status, resp.body) == (200, b"Hello, world!")
+
+
+async def test_echo_streams_the_body_back_chunked() -> None:
+    body = bytes(range(256)) * 1000
+    out = await TestClient(echo.app).raw(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-thing\r\n"
+        b"Content-Length: 256000\r\n\r\n" + body
+    )
+    [resp] = parse_responses(out, ["POST"])
+    assert resp.status == 200
+    assert resp.headers["transfer-encoding"] == "chunked"
+    assert resp.headers["content-type"] == "application/x-thing"
+    assert resp.body == body
+
+
+async def test_echo_sends_100_continue_before_reading_the_body() -> None:
+    # Head and body arrive in separate reads, as from a client that waits for the 100.
+    out = await TestClient(echo.app).raw(
+        [
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            b"hello",
+        ]
+    )
+    assert out.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    [resp] = parse_responses(out, ["POST"])
+    assert resp.informational == [100]
+    assert resp.body == b"hello"
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "body"),
+    [
+        ("/users/7", 200, b'{"id": 7, "name": "ada"}'),
+        ("/users/9", 404, b"no such user"),
+        ("/users/x", 400, b"user id must be a number"),
+        ("/teapot", 418, b"short and stout"),
+        ("/boom", 500, b"Internal Server Error"),
+        ("/nowhere", 404, b"Not Found"),
+    ],
+)
+async def test_errors_example_answers_each_kind_of_glitch(
+    target: str, status: int, body: bytes
+) -> None:
+    resp = await TestClient(errors.app).get(target)
+    assert (resp.status, resp.body) == (status, body)
+    # The header set before the Glitch was raised is kept on every response.
+    assert resp.headers["x-app"] == "errors-example"
+
+
+async def test_errors_example_hides_causes_and_logs_them(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="tophat"):
+        resp = await TestClient(errors.app).get("/boom")
+    assert b"unexpected bug" not in resp.body
+    records = [r for r in caplog.records if r.name == "tophat.error"]
+    assert len(records) == 1 and records[0].exc_info is not None
+
+
+async def test_errors_verbose_shows_the_cause() -> None:
+    client = TestClient(errors_verbose.app, errors_verbose.OPTS)
+    resp = await client.get("/users/x")
+    assert resp.status == 400
+    assert resp.text == (
+        "user id must be a number: ValueError: invalid literal for int() with base 10: 'x'"
+    )
+    resp = await client.post("/parse", body=b"{nope")
+    assert resp.status == 400
+    assert resp.text.startswith("body must be JSON: JSONDecodeError: ")
+    resp = await client.post("/parse", body=b'{"a": 1}')
+    assert resp.json() == {"got": {"a": 1}}
+
+
+async def test_bytes_written_logs_after_sending(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="examples"):
+        resp = await TestClient(bytes_written.app).get("/")
+    assert len(resp.body) == 1000
+    assert "sent 1000 body bytes with status 200" in caplog.text
+
+
+@pytest.fixture
+def asyncio_only(anyio_backend: str) -> None:
+    if anyio_backend != "asyncio":
+        pytest.skip("the SSE example's broadcaster is written for asyncio")
+
+
+@pytest.mark.usefixtures("asyncio_only")
+async def test_sse_subscribers_get_published_events_and_end_on_shutdown() -> None:
+    client, server = memory_stream_pair()
+    stopping = asyncio.Event()
+    task = asyncio.create_task(accept(server, sse.app, stopping=stopping))
+    await client.send_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = b""
+    while b": stream open\n\n" not in received:
+        received += await asyncio.wait_for(client.receive_some(), 5)
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"content-type: text/event-stream; charset=utf-8\r\n" in received
+    assert sse.broadcaster.subscribers == 1
+    assert sse.broadcaster.publish("line one\nline two") == 1
+    while b"line two\n\n" not in received:
+        received += await asyncio.wait_for(client.receive_some(), 5)
+    assert b"event: message\ndata: line one\ndata: line two\n\n" in received
+    stopping.set()
+    await asyncio.wait_for(task, 5)
+    received += client.take_all()
+    assert received.endswith(b"0\r\n\r\n")  # the stream ended cleanly
+    assert sse.broadcaster.subscribers == 0
+
+
+@pytest.mark.usefixtures("asyncio_only")
+async def test_sse_publish_reports_subscriber_count() -> None:
+    resp = await TestClient(sse.app).post("/publish", body="hi")
+    assert resp.json() == {"subscribers": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("module", "path", "expected"),
+    [
+        ("hello", "/", b"Hello, world!"),
+        ("echo", "/", b""),
+        ("errors", "/users/7", b'{"id": 7, "name": "ada"}'),
+        ("errors_verbose", "/users/7", b'{"id": 7, "name": "ada"}'),
+        ("sse", "/publish", b'{"subscribers": 0}'),
+        ("bytes_written", "/", b"a" * 1000),
+    ],
+)
+def test_every_example_runs_with_the_cli(module: str, path: str, expected: bytes) -> None:
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tophat", f"examples.{module}:app", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert re.search(rf"listening on http://127\.0\.0\.1:{port}", line), line
+        method = "POST" if module in ("sse", "echo") else "GET"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        [resp] = parse_responses(data, [method])
+        assert resp.status == 200
+        assert resp.body == expected
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
