@@ -1,0 +1,70 @@
+"""Pins the h11 behaviours that tophat's strict layer (tophat/_validate.py) relies on.
+
+If a new h11 release changes one of these, this file says which assumption broke, before a
+wire test fails for a less obvious reason.
+"""
+
+from __future__ import annotations
+
+import h11
+import pytest
+
+
+def _first_event(data: bytes, **kw: int) -> h11.Event | type[h11.NEED_DATA]:
+    conn = h11.Connection(h11.SERVER, **kw)
+    conn.receive_data(data)
+    return conn.next_event()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # Content-Length with Transfer-Encoding: accepted, Transfer-Encoding wins.
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        # Any d.d version.
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        # Transfer-Encoding in HTTP/1.0.
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        # CONNECT, fragments, asterisk-form with GET, a Host that is no host.
+        b"CONNECT a:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a b@c\r\n\r\n",
+        # Control characters other than CR, LF, NUL in a value.
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+        # Duplicate singleton headers other than Host.
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
+    ],
+)
+def test_h11_accepts_what_the_strict_layer_must_refuse(head: bytes) -> None:
+    assert isinstance(_first_event(head), h11.Request)
+
+
+def test_h11_head_limit_applies_only_to_an_incomplete_head() -> None:
+    big = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Pad: " + b"a" * 5000 + b"\r\n\r\n"
+    assert isinstance(_first_event(big, max_incomplete_event_size=1000), h11.Request)
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1000)
+    conn.receive_data(big[:2000])
+    with pytest.raises(h11.RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.error_status_hint == 431
+
+
+def test_h11_refuses_every_transfer_coding_but_chunked_while_parsing_the_head() -> None:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+    with pytest.raises(h11.RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.error_status_hint == 501
+    assert "Transfer-Encoding" in str(info.value)
+
+
+def test_h11_receive_buffer_length_is_readable() -> None:
+    # tophat reads len(conn._receive_buffer) to measure a head without copying the buffer.
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /")
+    before = len(conn._receive_buffer)
+    assert isinstance(conn.next_event(), h11.Request)
+    assert before - len(conn._receive_buffer) == len(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert len(conn._receive_buffer) == len(conn.trailing_data[0])
