@@ -5,12 +5,17 @@ from __future__ import annotations
 import json as _json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from ._headers import Headers
 
-__all__ = ["Query", "Request", "Stopping"]
+__all__ = ["DATA_KEY", "Query", "Request", "Stopping"]
+
+T = TypeVar("T")
+
+#: ``req.ext`` key of the shared-data map a router installs (see ``Request.data``).
+DATA_KEY = "tophat.data"
 
 
 class _BodySource(Protocol):
@@ -111,6 +116,7 @@ class Request:
         scheme: ``"http"`` or ``"https"``.
         ext: free storage for middleware and the router.
         params: path parameters captured by the router (empty without one).
+        root_path: the prefix a mounting router took off the path (``""`` when not mounted).
         stopping: the server's shutdown signal; long-running handlers (streams, SSE) watch it.
     """
 
@@ -126,6 +132,7 @@ class Request:
         "params",
         "query_string",
         "raw_path",
+        "root_path",
         "scheme",
         "server",
         "stopping",
@@ -158,6 +165,7 @@ class Request:
         self.params: Mapping[str, Any] = {}
         path, _, self.query_string = _origin_path(target).partition("?")
         self.raw_path = path
+        self.root_path = ""
         if isinstance(body, bytes):
             self._body: bytes | None = body
             self._source: _BodySource = _NoBody()
@@ -181,6 +189,24 @@ class Request:
         if self.target[:1] != "/" and "://" in self.target:
             return self.target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0] or None
         return self.headers.get("host")
+
+    def _set_raw_path(self, raw_path: str) -> None:
+        self.raw_path = raw_path
+        self.__dict__.pop("path", None)  # drop the cached decoded path
+
+    def data(self, cls: type[T]) -> T:
+        """The object of type ``cls`` shared through ``Router.data`` (typed, no globals).
+
+        Raises:
+            LookupError: when no router on the way registered data of that type.
+        """
+        shared = self.ext.get(DATA_KEY)
+        if not shared or cls not in shared:
+            raise LookupError(
+                f"no shared data of type {cls.__name__}; register it with router.data(obj)"
+            )
+        value: T = shared[cls]
+        return value
 
     @property
     def trailers(self) -> Headers | None:

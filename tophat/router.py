@@ -1,0 +1,510 @@
+"""Router: a segment trie that maps method + path to an endpoint. The router is an endpoint.
+
+Path syntax (as in the Rust crate)::
+
+    /users                 static segments
+    /users/:id             a named parameter: one whole segment
+    /users/:id<int>        a typed parameter: converted, or no match (int, uuid, str)
+    /files/*path           a catch-all, last only: the rest of the path (may be empty)
+
+Matching, per segment, ranks static > typed parameter > parameter > catch-all, whatever the
+registration order, and backtracks: with ``/users/new`` and ``/users/:id`` both registered,
+each is reachable; with ``/a/b/d`` and ``/a/:x/c``, ``/a/b/c`` still matches the second.
+The path is split on its raw ``/`` before decoding, so ``%2F`` stays inside a parameter:
+``/units/kg%2Fs`` against ``/units/:u`` gives ``u == "kg/s"``. Each segment is decoded once.
+
+Beyond a match:
+
+* no pattern matches the path → 404;
+* patterns match but none for the method → 405 with ``Allow`` listing every method that
+  would succeed on this path (RFC 9110 §15.5.6: a 405 MUST carry Allow);
+* HEAD is answered by the GET endpoint (the server sends no body bytes for HEAD);
+* OPTIONS is answered with 204 and ``Allow`` unless you registered OPTIONS yourself.
+
+Configuration mistakes raise :class:`RouteError` when the route is added, naming both routes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+from ._connection import Endpoint
+from ._request import DATA_KEY, Request
+from ._writer import ResponseWriter, ResponseWritten
+from .glitch import Glitch
+
+__all__ = ["Route", "RouteError", "Router"]
+
+E = TypeVar("E", bound=Endpoint)
+
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §9.1: method = token
+_PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:<([a-z]+)>)?")
+_NO = object()  # a converter's "does not match"
+
+
+def _int(text: str) -> object:
+    return int(text) if text.isascii() and text.isdigit() else _NO
+
+
+def _uuid(text: str) -> object:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return _NO
+
+
+def _str(text: str) -> object:
+    return text
+
+
+# Converter name -> (rank, converter). Lower rank is tried first at a segment: the more a
+# converter constrains, the earlier it is tried (static segments always come before all).
+_CONVERTERS: dict[str, tuple[int, Callable[[str], object]]] = {
+    "int": (0, _int),
+    "uuid": (1, _uuid),
+    "str": (9, _str),
+}
+
+
+class RouteError(ValueError):
+    """A route that cannot be added; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One registered route (see :meth:`Router.routes`)."""
+
+    method: str
+    pattern: str
+    endpoint: Endpoint
+    name: str | None = None
+    param_names: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Leaf:
+    pattern: str  # the first pattern registered here (for messages and introspection)
+    routes: dict[str, Route] = field(default_factory=dict)
+    methods_allowed: str = ""  # precomputed Allow value
+
+
+@dataclass(slots=True)
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    params: list[tuple[int, str, Callable[[str], object], _Node]] = field(default_factory=list)
+    leaf: _Leaf | None = None
+    catchall: _Leaf | None = None
+
+
+@dataclass(slots=True)
+class _Parsed:
+    segments: list[tuple[str, str, str]]  # (kind, value, converter): kind static|param|catchall
+    names: tuple[str, ...]
+
+
+def _parse(pattern: str) -> _Parsed:
+    if not pattern.startswith("/"):
+        raise RouteError(f"route {pattern!r} must start with '/' (e.g. '/{pattern}')")
+    raw = pattern.split("/")[1:]
+    segments: list[tuple[str, str, str]] = []
+    names: list[str] = []
+    for i, seg in enumerate(raw):
+        if seg.startswith(":"):
+            m = _PARAM.fullmatch(seg[1:])
+            if m is None:
+                raise RouteError(
+                    f"route {pattern!r}: bad parameter {seg!r}; write ':name' or ':name<int>'"
+                )
+            conv = m.group(2) or "str"
+            if conv not in _CONVERTERS:
+                known = ", ".join(sorted(_CONVERTERS))
+                raise RouteError(f"route {pattern!r}: unknown type <{conv}>; known: {known}")
+            names.append(m.group(1))
+            segments.append(("param", m.group(1), conv))
+        elif seg.startswith("*"):
+            if i != len(raw) - 1:
+                raise RouteError(
+                    f"route {pattern!r}: the catch-all {seg!r} must be the last segment"
+                )
+            if not _PARAM.fullmatch(seg[1:]) or "<" in seg:
+                raise RouteError(f"route {pattern!r}: write the catch-all as '*name'")
+            names.append(seg[1:])
+            segments.append(("catchall", seg[1:], ""))
+        else:
+            if ":" in seg or "*" in seg:
+                raise RouteError(
+                    f"route {pattern!r}: ':' and '*' start a parameter only at the start of a "
+                    f"segment; {seg!r} mixes text and a parameter"
+                )
+            segments.append(("static", seg, ""))
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise RouteError(f"route {pattern!r}: parameter name(s) {sorted(dupes)} used twice")
+    return _Parsed(segments, tuple(names))
+
+
+def _shape(parsed: _Parsed) -> str:
+    """A pattern with parameter names erased: two routes with one shape are the same route."""
+    out = []
+    for kind, value, conv in parsed.segments:
+        out.append(value if kind == "static" else (f":<{conv}>" if kind == "param" else "*"))
+    return "/" + "/".join(out)
+
+
+class Router:
+    """Routes requests to endpoints by method and path; itself an endpoint.
+
+    Args:
+        redirect_slashes: when a path does not match but the same path with (or without) a
+            trailing slash does, redirect there (301 for GET/HEAD, 308 otherwise, which keeps
+            the method and body) with a relative ``Location``. Off by default: strict.
+
+    Example::
+
+        router = Router()
+        router.data(pool)                       # reachable as req.data(Pool)
+
+        @router.get("/users/:id<int>", name="user")
+        async def user(req: Request, w: ResponseWriter) -> ResponseWritten:
+            w.set_json({"id": req.params["id"]})
+            return await w.send()
+
+        router.url_for("user", id=7)            # "/users/7"
+    """
+
+    def __init__(self, *, redirect_slashes: bool = False) -> None:
+        self._root = _Node()
+        self._static: dict[str, _Leaf] = {}  # fast path: fully static patterns
+        self._shapes: dict[tuple[str, str], Route] = {}
+        self._names: dict[str, tuple[Route, _Parsed]] = {}
+        self._routes: list[Route] = []
+        self._data: dict[type, Any] = {}
+        self.redirect_slashes = redirect_slashes
+
+    # -- registration -------------------------------------------------------------------------
+
+    def at(
+        self, method: str, pattern: str, endpoint: Endpoint, *, name: str | None = None
+    ) -> Route:
+        """Add a route; return it.
+
+        Raises:
+            RouteError: for a malformed pattern, the same method and pattern twice, a
+                catch-all that is not last, a parameter name used twice, or a taken name.
+        """
+        if not isinstance(method, str) or _METHOD.fullmatch(method) is None:
+            raise RouteError(f"method {method!r} is not an HTTP method token (e.g. 'GET')")
+        parsed = _parse(pattern)
+        key = (method, _shape(parsed))
+        if key in self._shapes:
+            other = self._shapes[key]
+            raise RouteError(
+                f"route {method} {pattern!r} conflicts with {other.method} {other.pattern!r}: "
+                "both match exactly the same requests; remove one or change its path"
+            )
+        if name is not None and name in self._names:
+            other = self._names[name][0]
+            raise RouteError(
+                f"route name {name!r} is taken by {other.method} {other.pattern!r}; "
+                "route names must be unique"
+            )
+        route = Route(method, pattern, endpoint, name, parsed.names)
+        leaf = self._insert(parsed, pattern)
+        leaf.routes[method] = route
+        leaf.methods_allowed = _allow(leaf.routes)
+        self._shapes[key] = route
+        if name is not None:
+            self._names[name] = (route, parsed)
+        self._routes.append(route)
+        return route
+
+    def _insert(self, parsed: _Parsed, pattern: str) -> _Leaf:
+        node = self._root
+        for kind, value, conv in parsed.segments:
+            if kind == "static":
+                node = node.static.setdefault(value, _Node())
+            elif kind == "param":
+                rank, fn = _CONVERTERS[conv]
+                for _r, c, _, child in node.params:
+                    if c == conv:
+                        node = child
+                        break
+                else:
+                    child = _Node()
+                    node.params.append((rank, conv, fn, child))
+                    node.params.sort(key=lambda p: p[0])
+                    node = child
+            else:
+                if node.catchall is None:
+                    node.catchall = _Leaf(pattern)
+                return node.catchall
+        if node.leaf is None:
+            node.leaf = _Leaf(pattern)
+            if all(kind == "static" for kind, _, _ in parsed.segments):
+                self._static[pattern] = node.leaf
+        return node.leaf
+
+    def _decorator(self, method: str, pattern: str, name: str | None) -> Callable[[E], E]:
+        def register(endpoint: E) -> E:
+            self.at(method, pattern, endpoint, name=name)
+            return endpoint
+
+        return register
+
+    def get(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        """``router.get(path, endpoint)``, or ``@router.get(path)`` as a decorator."""
+        return self._add("GET", pattern, endpoint, name)
+
+    def post(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        return self._add("POST", pattern, endpoint, name)
+
+    def put(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        return self._add("PUT", pattern, endpoint, name)
+
+    def patch(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        return self._add("PATCH", pattern, endpoint, name)
+
+    def delete(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        return self._add("DELETE", pattern, endpoint, name)
+
+    def options(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        return self._add("OPTIONS", pattern, endpoint, name)
+
+    def head(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Any:
+        return self._add("HEAD", pattern, endpoint, name)
+
+    def _add(self, method: str, pattern: str, endpoint: Endpoint | None, name: str | None) -> Any:
+        if endpoint is None:
+            return self._decorator(method, pattern, name)
+        return self.at(method, pattern, endpoint, name=name)
+
+    def mount(self, prefix: str, endpoint: Endpoint) -> None:
+        """Send every request under ``prefix`` (any method) to ``endpoint``.
+
+        The endpoint sees the rest of the path in ``req.path``/``req.raw_path`` (``"/"`` for
+        the prefix itself) and the prefix in ``req.root_path``; ``endpoint`` may be another
+        router, wrapped in its own middleware. Routes of this router under the prefix still
+        win: static and parameter segments rank above the mount.
+        """
+        if not prefix.startswith("/"):
+            raise RouteError(f"mount prefix {prefix!r} must start with '/' (e.g. '/admin')")
+        prefix = prefix.rstrip("/")
+        if ":" in prefix or "*" in prefix:
+            raise RouteError(f"mount prefix {prefix!r} must be static (no ':' or '*')")
+        mounted = _Mounted(prefix, endpoint)
+        for method in _MOUNT_METHODS:
+            self.at(method, prefix + "/*__rest", mounted)
+            self.at(method, prefix or "/", mounted)
+
+    def data(self, obj: Any, *, as_type: type | None = None) -> None:
+        """Share ``obj`` with every endpoint of this router: ``req.data(type(obj))`` returns it.
+
+        ``as_type`` stores it under another type (e.g. a protocol or base class).
+        """
+        self._data[as_type or type(obj)] = obj
+
+    # -- reverse routing and introspection ----------------------------------------------------
+
+    def url_for(self, name: str, /, **params: Any) -> str:
+        """Build the path of the route named ``name``, percent-encoding each parameter.
+
+        Raises:
+            KeyError: for an unknown route name.
+            ValueError: for missing or unexpected parameters.
+        """
+        _route, parsed = self._names[name]
+        missing = set(parsed.names) - params.keys()
+        extra = params.keys() - set(parsed.names)
+        if missing or extra:
+            raise ValueError(
+                f"url_for({name!r}): missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        out = []
+        for kind, value, _ in parsed.segments:
+            if kind == "static":
+                out.append(quote(value, safe="!$&'()*+,;=:@"))
+            elif kind == "param":
+                out.append(quote(str(params[value]), safe=""))
+            else:
+                out.append(quote(str(params[value]), safe="/"))
+        return "/" + "/".join(out)
+
+    def routes(self) -> list[Route]:
+        """Every route, in registration order."""
+        return list(self._routes)
+
+    def describe(self) -> str:
+        """The route table as text: one line per route, methods aligned."""
+        lines = []
+        for r in self._routes:
+            if r.param_names == ("__rest",) or isinstance(r.endpoint, _Mounted):
+                continue
+            target = getattr(r.endpoint, "__qualname__", repr(r.endpoint))
+            suffix = f"  (name={r.name})" if r.name else ""
+            lines.append(f"{r.method:<8} {r.pattern:<40} -> {target}{suffix}")
+        mounts = {
+            r.endpoint.prefix: r.endpoint for r in self._routes if isinstance(r.endpoint, _Mounted)
+        }
+        for prefix, m in mounts.items():
+            target = getattr(m.endpoint, "__qualname__", repr(m.endpoint))
+            lines.append(f"{'*':<8} {prefix + '/...':<40} -> mount {target}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Router {len(self._routes)} routes>"
+
+    # -- matching -----------------------------------------------------------------------------
+
+    def _candidates(self, raw_path: str) -> Iterator[tuple[_Leaf, list[Any]]]:
+        """Leaves whose pattern matches ``raw_path``, best first, with their captures."""
+        segs = raw_path.split("/")[1:]
+        if "%" in raw_path:
+            segs = [unquote(s, errors="surrogateescape") if "%" in s else s for s in segs]
+        return _walk(self._root, segs, 0, [])
+
+    def lookup(self, method: str, raw_path: str) -> tuple[Route | None, dict[str, Any], str]:
+        """Find the route for ``method`` and ``raw_path``.
+
+        Returns ``(route, params, allow)``: the route (``None`` when none fits) and its
+        captured parameters; ``allow`` is the Allow value of every matching pattern (empty when
+        no pattern matched the path: a 404).
+        """
+        leaf = self._static.get(raw_path)
+        if leaf is not None:
+            route = leaf.routes.get(method) or (
+                leaf.routes.get("GET") if method == "HEAD" else None
+            )
+            if route is not None:
+                return route, {}, ""
+        allowed: list[str] = []
+        for leaf, caps in self._candidates(raw_path):
+            route = leaf.routes.get(method) or (
+                leaf.routes.get("GET") if method == "HEAD" else None
+            )
+            if route is not None:
+                return route, dict(zip(route.param_names, caps, strict=False)), ""
+            allowed.append(leaf.methods_allowed)
+        return None, {}, _merge_allow(allowed)
+
+    async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        route, params, allow = self.lookup(req.method, req.raw_path)
+        if self._data:
+            outer = req.ext.get(DATA_KEY)
+            req.ext[DATA_KEY] = {**outer, **self._data} if outer else self._data
+        if route is not None:
+            if params:
+                req.params = {**req.params, **params} if req.params else params
+            return await route.endpoint(req, w)
+        if allow:
+            if req.method == "OPTIONS":
+                w.set_status(204)
+                w.insert_header("allow", allow)
+                return await w.send()
+            raise Glitch.method_not_allowed(allow.split(", "))
+        if self.redirect_slashes:
+            target = self._slash_redirect(req)
+            if target is not None:
+                w.set_status(301 if req.method in ("GET", "HEAD") else 308)
+                w.insert_header("location", target)
+                return await w.send()
+        raise Glitch.not_found()
+
+    def _slash_redirect(self, req: Request) -> str | None:
+        path = req.raw_path
+        if path.startswith("//") or path == "/":
+            return None  # never anything that could read as a scheme-relative //host
+        if path.endswith("/"):
+            other = path.rstrip("/")
+            # "../last": from /a/b/ it resolves to /a/b. Never starts with "/".
+            last = other.rsplit("/", 1)[1]
+            location = "../" + last if last else None
+        else:
+            other = path + "/"
+            # "./last/": the "./" keeps a segment with ':' from reading as a scheme.
+            location = "./" + path.rsplit("/", 1)[1] + "/"
+        if location is None or not other or not any(True for _ in self._candidates(other)):
+            return None
+        if req.query_string:
+            location += "?" + req.query_string
+        return location
+
+
+_MOUNT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class _Mounted:
+    """Calls a mounted endpoint with the prefix moved from the path to ``root_path``."""
+
+    __slots__ = ("endpoint", "prefix")
+
+    def __init__(self, prefix: str, endpoint: Endpoint) -> None:
+        self.prefix = prefix
+        self.endpoint = endpoint
+
+    async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        rest = req.raw_path[len(self.prefix) :] or "/"
+        saved = req.raw_path, req.root_path, req.params
+        req._set_raw_path(rest)
+        req.root_path = saved[1] + self.prefix
+        req.params = {k: v for k, v in req.params.items() if k != "__rest"}
+        try:
+            return await self.endpoint(req, w)
+        finally:
+            req._set_raw_path(saved[0])
+            req.root_path = saved[1]
+            req.params = saved[2]
+
+
+def _walk(
+    node: _Node, segs: list[str], i: int, caps: list[Any]
+) -> Iterator[tuple[_Leaf, list[Any]]]:
+    if i == len(segs):
+        if node.leaf is not None:
+            yield node.leaf, caps
+        if node.catchall is not None:
+            yield node.catchall, [*caps, ""]
+        return
+    seg = segs[i]
+    child = node.static.get(seg)
+    if child is not None:
+        yield from _walk(child, segs, i + 1, caps)
+    if seg:  # a parameter never matches an empty segment
+        for _, _, convert, child in node.params:
+            value = convert(seg)
+            if value is not _NO:
+                yield from _walk(child, segs, i + 1, [*caps, value])
+    if node.catchall is not None:
+        yield node.catchall, [*caps, "/".join(segs[i:])]
+
+
+def _allow(routes: Mapping[str, Route]) -> str:
+    methods = set(routes)
+    if "GET" in methods:
+        methods.add("HEAD")
+    methods.add("OPTIONS")
+    return ", ".join(sorted(methods))
+
+
+def _merge_allow(values: list[str]) -> str:
+    if len(values) <= 1:
+        return values[0] if values else ""
+    return ", ".join(sorted({m for v in values for m in v.split(", ")}))
