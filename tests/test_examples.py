@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from examples import bytes_written, echo, errors, errors_verbose, hello, sse
+from examples import bytes_written, echo, errors, errors_verbose, hello, routing, sse
 from tophat import ServerOpts, accept
 from tophat.testing import TestClient, memory_stream_pair, parse_responses
 
@@ -101,6 +101,36 @@ async def test_bytes_written_logs_after_sending(caplog: pytest.LogCaptureFixture
     assert "sent 1000 body bytes with status 200" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("method", "target", "status", "body"),
+    [
+        ("GET", "/users/1", 200, b'{"id": 1, "name": "ada"}'),
+        ("GET", "/users/new", 200, b"a form for a new user"),
+        ("GET", "/users/99", 404, b"no such user"),
+        ("GET", "/users/x", 404, b"Not Found"),
+        ("GET", "/files/docs/a%20b.txt", 200, b'{"path": "docs/a b.txt"}'),
+        ("GET", "/admin/stats", 200, b'{"users": 2, "mounted_at": "/admin"}'),
+        ("DELETE", "/users/1", 405, b"Method Not Allowed"),
+    ],
+)
+async def test_routing_example_routes(method: str, target: str, status: int, body: bytes) -> None:
+    resp = await TestClient(routing.app).request(method, target)
+    assert (resp.status, resp.body) == (status, body)
+    if status == 405:
+        assert resp.headers["allow"] == "GET, HEAD, OPTIONS"
+    assert ("x-admin" in resp.headers) == target.startswith("/admin")
+
+
+async def test_routing_example_creates_with_a_location_from_url_for() -> None:
+    app = routing.Router()
+    app.data(routing.UserStore())
+    app.post("/users", routing.create_user)
+    app.get("/users/:id<int>", routing.get_user, name="user")
+    resp = await TestClient(app).post("/users", body="linus")
+    assert resp.status == 201
+    assert resp.headers["location"] == "/users/3"
+
+
 @pytest.fixture
 def asyncio_only(anyio_backend: str) -> None:
     if anyio_backend != "asyncio":
@@ -151,6 +181,7 @@ def _free_port() -> int:
         ("errors_verbose", "/users/7", b'{"id": 7, "name": "ada"}'),
         ("sse", "/publish", b'{"subscribers": 0}'),
         ("bytes_written", "/", b"a" * 1000),
+        ("routing", "/files/x", b'{"path": "x"}'),
     ],
 )
 def test_every_example_runs_with_the_cli(module: str, path: str, expected: bytes) -> None:
