@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from examples import bytes_written, echo, errors, errors_verbose, hello, routing, sse
-from tophat import ServerOpts, accept
+from tophat import accept
 from tophat.testing import TestClient, memory_stream_pair, parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent
