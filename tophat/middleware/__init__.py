@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._connection import Endpoint
+from .._headers import Headers
 
-__all__ = ["Middleware", "chain"]
+__all__ = ["Middleware", "add_vary", "chain"]
 
 Middleware = Callable[[Endpoint], Endpoint]
 
@@ -32,3 +33,19 @@ def chain(*middlewares: Middleware) -> Middleware:
         return endpoint
 
     return apply
+
+
+def add_vary(headers: Headers, *names: str) -> None:
+    """Add ``names`` to the ``Vary`` header, once each (RFC 9110 §12.5.5), keeping what is there.
+
+    >>> h = Headers([("Vary", "Accept-Encoding")]); add_vary(h, "Origin", "accept-encoding")
+    >>> h.get("vary")
+    'Accept-Encoding, Origin'
+    """
+    present = headers.get_list("vary")
+    if "*" in present:
+        return  # already varies on everything
+    lowered = {p.lower() for p in present}
+    added = [n for n in names if n.lower() not in lowered]
+    if added:
+        headers.set("vary", ", ".join([*present, *added]))
