@@ -1,0 +1,254 @@
+"""Identity: who is logged in, kept in a signed, timestamped cookie (itsdangerous).
+
+::
+
+    identity = Identity(["new-32-byte-or-longer-secret......", "the previous key..............."],
+                        cookie_name="auth", max_age=3600)
+    app = chain(identity.middleware)(router)
+
+    async def login(req, w):
+        identity.set_auth_token("ada", w)
+        ...
+    async def hello(req, w):
+        user = Identity.user(req)           # set by identity.middleware; None when anonymous
+
+Secure by default: ``HttpOnly``, ``Secure``, ``SameSite=Lax``. Expiry is enforced on the server
+from the signed timestamp, whatever the browser sends back; a tampered, truncated, expired or
+foreign-key cookie is simply "anonymous" (never a 500), the reason logged at debug level.
+
+Cross-site use (a page on another site calling this API with credentials) needs
+``same_site="none"`` (which requires ``secure=True``) and, under Chromium's third-party-cookie
+blocking, ``partitioned=True`` (CHIPS). ``forget`` repeats every attribute, or a partitioned
+cookie would survive logout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from email.utils import formatdate
+from http.cookies import Morsel
+from typing import Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .._connection import Endpoint
+from .._request import Request
+from .._writer import ResponseWriter, ResponseWritten
+from ..glitch import Glitch
+from . import Middleware, add_vary
+
+__all__ = ["USER_KEY", "Identity"]
+
+log = logging.getLogger("tophat.identity")
+
+#: ``req.ext`` key where ``Identity.middleware`` puts the authorized user (or None).
+USER_KEY = "tophat.identity.user"
+_SIGNED_AT_KEY = "tophat.identity.signed_at"
+
+# RFC 6265 §6.1: browsers must support at least 4096 bytes per cookie (name, value and
+# attributes); Chromium refuses a larger one outright. We refuse it when it is set.
+MAX_COOKIE_SIZE = 4096
+_MIN_KEY_BYTES = 32
+_WEAK_KEYS = frozenset({"secret", "changeme", "password", "development", "test", "key"})
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    data = key.encode() if isinstance(key, str) else bytes(key)
+    if len(data) < _MIN_KEY_BYTES:
+        raise ValueError(
+            f"Identity secret keys must be at least {_MIN_KEY_BYTES} bytes; generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if len(set(data)) < 8 or data.lower().decode("latin-1").strip("-_0123456789") in _WEAK_KEYS:
+        raise ValueError("Identity secret key looks like a placeholder; use a random key")
+    return data
+
+
+class Identity:
+    """Signed-cookie identity.
+
+    Args:
+        secret_key: a key, or a list of keys *newest first*: the first signs, every one
+            verifies (rotate by putting the new key in front and dropping the oldest later).
+        cookie_name: the cookie's name.
+        max_age: how long a login lasts (seconds or a timedelta); enforced on the server.
+        path, domain: cookie scope.
+        secure, http_only, same_site, partitioned: cookie attributes (see the module doc).
+        salt: namespaces the signature, so another itsdangerous use of the same key cannot
+            mint identity cookies.
+        rolling: re-issue the cookie when more than half of ``max_age`` has passed, so active
+            users stay logged in.
+
+    Raises:
+        ValueError: for an empty or weak key, ``same_site="none"`` or ``partitioned`` without
+            ``secure``, or a bad cookie name.
+    """
+
+    def __init__(
+        self,
+        secret_key: str | bytes | Sequence[str | bytes],
+        *,
+        cookie_name: str = "tophat-auth",
+        max_age: int | timedelta = 86400,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = True,
+        http_only: bool = True,
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        partitioned: bool = False,
+        salt: str = "tophat.identity",
+        rolling: bool = False,
+    ) -> None:
+        keys = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+        if not keys:
+            raise ValueError("Identity needs at least one secret key")
+        key_bytes = [_key_bytes(k) for k in keys]
+        if same_site not in ("lax", "strict", "none"):
+            raise ValueError("same_site must be 'lax', 'strict' or 'none'")
+        if same_site == "none" and not secure:
+            raise ValueError("same_site='none' requires secure=True (browsers reject it otherwise)")
+        if partitioned and not secure:
+            raise ValueError("partitioned=True requires secure=True (CHIPS cookies must be Secure)")
+        probe: Morsel[str] = Morsel()
+        probe.set(cookie_name, "", "")  # raises CookieError for an invalid name
+        self.cookie_name = cookie_name
+        self.max_age = int(max_age.total_seconds()) if isinstance(max_age, timedelta) else max_age
+        if self.max_age <= 0:
+            raise ValueError("max_age must be positive")
+        self.path = path
+        self.domain = domain
+        self.secure = secure
+        self.http_only = http_only
+        self.same_site = same_site
+        self.partitioned = partitioned
+        self.rolling = rolling
+        # itsdangerous takes keys oldest to newest and signs with the last one.
+        self._serializer = URLSafeTimedSerializer(
+            list(reversed(key_bytes)),
+            salt=salt,
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
+
+    # -- cookies ------------------------------------------------------------------------------
+
+    def _set_cookie(self, w: ResponseWriter, value: str, max_age: int) -> None:
+        morsel: Morsel[str] = Morsel()
+        morsel.set(self.cookie_name, value, value)
+        morsel["path"] = self.path
+        if self.domain:
+            morsel["domain"] = self.domain
+        morsel["max-age"] = str(max_age)
+        # Expires too, for old clients; a removal dates it at the epoch (RFC 6265 §3.1).
+        morsel["expires"] = formatdate(time.time() + max_age if max_age else 0, usegmt=True)
+        morsel["secure"] = self.secure
+        morsel["httponly"] = self.http_only
+        morsel["samesite"] = self.same_site.capitalize()
+        header = morsel.OutputString()
+        if self.partitioned:
+            header += "; Partitioned"  # CHIPS; http.cookies knows it only from Python 3.14
+        if len(header.encode()) > MAX_COOKIE_SIZE:
+            raise ValueError(
+                f"the identity cookie would be {len(header)} bytes; browsers drop cookies over "
+                f"{MAX_COOKIE_SIZE} bytes, so keep the user identifier short"
+            )
+        w.append_header("set-cookie", header)
+
+    def set_auth_token(self, user: str, w: ResponseWriter) -> None:
+        """Log ``user`` in: set the signed cookie on the response."""
+        if not isinstance(user, str) or not user:
+            raise ValueError("user must be a non-empty string")
+        self._set_cookie(w, self._serializer.dumps(user), self.max_age)
+
+    def forget(self, w: ResponseWriter) -> None:
+        """Log out: expire the cookie, with the same name, path, domain and attributes."""
+        self._set_cookie(w, "", 0)
+
+    def _cookie_values(self, req: Request) -> list[str]:
+        # RFC 6265 §5.4: "name=value" pairs separated by "; ". Several cookies may share our
+        # name (other paths, partitioned and not): we try each.
+        out = []
+        for header in req.headers.get_all("cookie"):
+            for pair in header.split(";"):
+                name, sep, value = pair.strip().partition("=")
+                if sep and name.strip() == self.cookie_name:
+                    out.append(value.strip().strip('"'))
+        return out
+
+    def _verify(self, req: Request) -> tuple[str | None, float]:
+        for value in self._cookie_values(req):
+            try:
+                user, signed_at = self._serializer.loads(
+                    value, max_age=self.max_age, return_timestamp=True
+                )
+            except SignatureExpired:
+                log.debug("identity cookie expired")
+            except BadSignature:
+                log.debug("identity cookie has a bad signature (tampered, truncated or old key)")
+            except Exception as exc:  # malformed payloads must never become a 500
+                log.debug("identity cookie could not be read: %r", exc)
+            else:
+                if isinstance(user, str) and user:
+                    return user, signed_at.timestamp()
+                log.debug("identity cookie holds no user")
+        return None, 0.0
+
+    def authorized_user(self, req: Request) -> str | None:
+        """The logged-in user, or None. (Cached on the request once read.)"""
+        if _SIGNED_AT_KEY not in req.ext:
+            req.ext[USER_KEY], req.ext[_SIGNED_AT_KEY] = self._verify(req)
+        user: str | None = req.ext[USER_KEY]
+        return user
+
+    @staticmethod
+    def user(req: Request) -> str | None:
+        """The user ``Identity.middleware`` found on this request (None when anonymous)."""
+        user: str | None = req.ext.get(USER_KEY)
+        return user
+
+    # -- middleware ---------------------------------------------------------------------------
+
+    @property
+    def middleware(self) -> Middleware:
+        """Reads the identity for every request: ``Identity.user(req)`` in endpoints.
+
+        Adds ``Vary: Cookie`` (the response depends on who asks) and, with ``rolling``,
+        re-issues an ageing cookie.
+        """
+
+        def wrap(endpoint: Endpoint) -> Endpoint:
+            async def identity_endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+                user = self.authorized_user(req)
+                add_vary(w.response.headers, "Cookie")
+                if user is not None and self.rolling:
+                    signed_at: float = req.ext[_SIGNED_AT_KEY]
+                    if time.time() - signed_at > self.max_age / 2:
+                        self.set_auth_token(user, w)
+                return await endpoint(req, w)
+
+            return identity_endpoint
+
+        return wrap
+
+    @property
+    def required(self) -> Middleware:
+        """Like :attr:`middleware`, but answers 401 when nobody is logged in."""
+        inner = self.middleware
+
+        def wrap(endpoint: Endpoint) -> Endpoint:
+            async def require(req: Request, w: ResponseWriter) -> ResponseWritten:
+                if self.authorized_user(req) is None:
+                    # RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate with a challenge.
+                    raise Glitch(
+                        401,
+                        "Not logged in",
+                        headers={"www-authenticate": f'Cookie realm="{self.cookie_name}"'},
+                    )
+                return await endpoint(req, w)
+
+            return inner(require)
+
+        return wrap
