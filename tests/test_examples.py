@@ -215,3 +215,19 @@ def test_every_example_runs_with_the_cli(module: str, path: str, expected: bytes
         _, err = proc.communicate(timeout=5)
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+async def test_middleware_example_sets_request_id_and_logs_after_sending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from examples import middleware
+
+    client = TestClient(middleware.app)
+    with caplog.at_level(logging.INFO, logger="examples"):
+        resp = await client.get("/", headers={"x-request-id": "abc123"})
+    assert resp.headers["x-request-id"] == "abc123"
+    assert re.fullmatch(r"app;dur=\d+\.\d\d", resp.headers["server-timing"])
+    assert resp.text == "hello, request abc123"
+    assert "GET / -> 200, 21 bytes" in caplog.text
+    fresh = await client.get("/")
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-request-id"])

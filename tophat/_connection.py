@@ -243,11 +243,7 @@ class _Connection:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
         if status not in _NO_CONTENT_STATUS and response.length is not None:
             headers.append((b"content-length", str(response.length).encode()))
-        if (
-            self._must_close
-            or self.h11.they_are_waiting_for_100_continue
-            or self.stopping.is_set()
-        ):
+        if self._must_close or self.h11.they_are_waiting_for_100_continue or self.stopping.is_set():
             # We will close after this response: say so (RFC 9112 §9.6).
             headers.append((b"connection", b"close"))
         return h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
@@ -377,6 +373,7 @@ class _Connection:
             error_log.error("%s", glitch)
         else:
             log.debug("glitch %s", glitch)
+        writer._run_before_send()
         # Not writer.send(): the writer may already count as sent if its own send() failed
         # before any byte went out (a streamed body that raised before its first piece).
         await self.send_response(response)

@@ -209,4 +209,3 @@ def check_request(ev: h11.Request, head_size: int, opts: ServerOpts) -> Refusal 
         if refusal is not None:
             return refusal
     return None
-

@@ -80,17 +80,34 @@ class ResponseWriter:
             return await w.send()
     """
 
-    __slots__ = ("_sink", "_written", "response")
+    __slots__ = ("_before_send", "_sink", "_written", "response")
 
     def __init__(self, sink: _Sink) -> None:
         self._sink = sink
         self.response = Response()
         self._written: ResponseWritten | None = None
+        self._before_send: list[Callable[[Response], None]] | None = None
+
+    def before_send(self, hook: Callable[[Response], None]) -> None:
+        """Run ``hook(response)`` just before the response is sent (last added runs first).
+
+        For middleware that must set a header from what happened inside the endpoint, such as
+        a ``Server-Timing`` duration. A hook that raises fails the ``send()``.
+        """
+        if self._before_send is None:
+            self._before_send = []
+        self._before_send.append(hook)
 
     @property
     def sent(self) -> bool:
         """Whether ``send()`` was called (the response is on the wire, or failed on the way)."""
         return self._written is not None
+
+    def _run_before_send(self) -> None:
+        hooks, self._before_send = self._before_send, None  # each hook runs once
+        if hooks:
+            for hook in reversed(hooks):
+                hook(self.response)
 
     # -- status and headers -------------------------------------------------------------------
 
@@ -176,6 +193,7 @@ class ResponseWriter:
         if self.sent:
             raise RuntimeError("send() was already called for this response")
         self._written = _PENDING  # a send() in progress: a second send() must fail too
+        self._run_before_send()
         status, n = await self._sink.send_response(self.response)
         self._written = ResponseWritten(_TOKEN, status, self.response.headers, n)
         return self._written

@@ -102,9 +102,7 @@ def cors(
             "allow_credentials=True with a wildcard origin would let every site read your "
             "users' authenticated responses; list the allowed origins explicitly"
         )
-    origins = (
-        frozenset() if wildcard else frozenset(_norm_origin(o) for o in allow_origins)
-    )
+    origins = frozenset() if wildcard else frozenset(_norm_origin(o) for o in allow_origins)
     regex = re.compile(allow_origin_regex) if allow_origin_regex is not None else None
     if regex is not None and regex.fullmatch("null"):
         raise ValueError("allow_origin_regex matches the opaque origin 'null'; tighten it")
