@@ -1,6 +1,6 @@
 """A minimal ASGI app equivalent to examples/hello.py, for the uvicorn reference peer.
 
-    uvicorn bench.asgi_hello:app --http h11 --port 8000
+uvicorn bench.asgi_hello:app --http h11 --port 8000
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ Everything is bounded: socket timeouts, a per-transfer deadline, and a 110 s ala
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,10 +96,8 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(2)
-        try:
+        with contextlib.suppress(OSError, RuntimeError):
             self.samples.append(rss_bytes(self.pid))
-        except (OSError, RuntimeError):
-            pass
 
 
 def start_server(log_path: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -394,12 +394,12 @@ def idle_rss(pid: int, settle: float = 0.3, n: int = 5) -> int:
     return sorted(samples)[len(samples) // 2]
 
 
-def measure(pid: int, run: object) -> Result:
+def measure(pid: int, run: Callable[[], Result]) -> Result:
     before = rss_bytes(pid)
     hwm_ok = reset_hwm(pid)
     t0 = time.monotonic()
     with Sampler(pid) as sampler:
-        res = run()  # type: ignore[operator]
+        res = run()
     res.seconds = time.monotonic() - t0
     res.rss_before = before
     res.peak_sampled = max(sampler.samples) if sampler.samples else 0
@@ -445,7 +445,7 @@ def main() -> int:
     results: list[Result] = []
     try:
         pid = proc.pid
-        print(f"server pid {pid} on {HOST}:{port} (python {sys.version.split()[0]}); log {log_path}")
+        print(f"server pid {pid} on {HOST}:{port}, python {sys.version.split()[0]}, log {log_path}")
         warm_up(port)
         idle = idle_rss(pid)
         hwm_note = "VmHWM reset per transfer" if reset_hwm(pid) else "VmHWM reset not permitted"
@@ -453,7 +453,10 @@ def main() -> int:
         print(f"transfer size {size} bytes ({mb(size)} MB), limit peak - idle <= {mb(limit)} MB\n")
 
         plan = [
-            ("download, chunked", lambda: download(port, "/download", size, chunked=True, rate=None)),
+            (
+                "download, chunked",
+                lambda: download(port, "/download", size, chunked=True, rate=None),
+            ),
             (
                 "download, content-length",
                 lambda: download(port, "/download-sized", size, chunked=False, rate=None),
@@ -497,7 +500,7 @@ def main() -> int:
     print(hdr)
     print("-" * len(hdr))
     failed = False
-    for label, res in zip(labels, results):
+    for label, res in zip(labels, results, strict=False):
         delta = res.peak - idle
         passed = res.ok and delta <= limit
         control = label.startswith("CONTROL")
@@ -515,7 +518,7 @@ def main() -> int:
         )
     print("-" * len(hdr))
     print("RSS in MB (10^6 bytes); peak = max(50 ms samples, VmHWM since the transfer began)")
-    for label, res in zip(labels, results):
+    for label, res in zip(labels, results, strict=False):
         hwm = "n/a" if res.hwm is None else mb(res.hwm)
         print(
             f"  {label}: {res.detail}; rss before {mb(res.rss_before)}, "

@@ -15,9 +15,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tophat  # noqa: E402
-from bench.rss_app import app  # noqa: E402
-from tophat import ServerOpts  # noqa: E402
+import tophat
+from bench.rss_app import app
+from tophat import ServerOpts
 
 
 def main() -> None:
@@ -33,9 +33,7 @@ def main() -> None:
         print(f"PORT {server.port}", flush=True)
 
     asyncio.run(
-        tophat.serve(
-            app, "127.0.0.1", args.port, opts=ServerOpts(max_body_size=None), ready=ready
-        )
+        tophat.serve(app, "127.0.0.1", args.port, opts=ServerOpts(max_body_size=None), ready=ready)
     )
 
 

@@ -373,7 +373,10 @@ class _Connection:
             error_log.error("%s", glitch)
         else:
             log.debug("glitch %s", glitch)
-        writer._run_before_send()
+        try:
+            writer._run_before_send()
+        except Exception:
+            error_log.exception("a before_send hook failed while sending an error response")
         # Not writer.send(): the writer may already count as sent if its own send() failed
         # before any byte went out (a streamed body that raised before its first piece).
         await self.send_response(response)
