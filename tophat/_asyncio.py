@@ -61,6 +61,7 @@ class _Conn(asyncio.Protocol):
         self._write_paused = False
         self._phase: Phase = "idle"
         self._head_deadline: float | None = None
+        self._lingering = False
         self.task: asyncio.Task[None] | None = None
 
     # -- protocol callbacks -------------------------------------------------------------------
@@ -98,7 +99,7 @@ class _Conn(asyncio.Protocol):
         self._server._conns.discard(self)
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
-        if self._transport is not None and not self._transport.is_closing():
+        if self._transport is not None and not self._transport.is_closing() and not self._lingering:
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -233,7 +234,20 @@ class _Conn(asyncio.Protocol):
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
-        self._loop.call_later(_LINGER, transport.close)
+        self._lingering = True
+        self._server._lingering.add(self)
+        self._loop.call_later(_LINGER, self._end_linger)
+
+    def _end_linger(self) -> None:
+        self._server._lingering.discard(self)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        # A client that never read what we wrote would keep close() waiting for ever.
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def _discard(self, data: bytes) -> None:
         pass
@@ -245,7 +259,7 @@ class _Conn(asyncio.Protocol):
 
     def shutdown_if_idle(self) -> None:
         """Called at shutdown: wake a connection waiting for its next request so it ends."""
-        if self._phase == "idle" and not self._buffer:
+        if self._phase == "idle" and not self._buffer and self._waiter is not None:
             self._eof = True  # reads as end of input: accept() returns between requests
             self._wake()
 
@@ -263,6 +277,7 @@ class Server:
         self.opts = opts
         self._loop = asyncio.get_running_loop()
         self._conns: set[_Conn] = set()
+        self._lingering: set[_Conn] = set()  # closed by us, still draining the client's input
         self._closing = False
         self.stopping = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
@@ -309,6 +324,8 @@ class Server:
                     "cancelled %d request(s) still running after %.1fs", len(pending), grace
                 )
                 await asyncio.wait(pending, timeout=1.0)
+        for conn in list(self._lingering):
+            conn._end_linger()
         if self._server is not None:
             await self._server.wait_closed()
 

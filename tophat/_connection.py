@@ -225,7 +225,12 @@ class _Connection:
             _DATE = (now, formatdate(now, usegmt=True).encode())
         return _DATE[1]
 
-    def _head(self, response: Response) -> h11.Response:
+    def _head(self, response: Response, request: Request) -> list[tuple[bytes, bytes]]:
+        """The header fields to send: the user's, minus framing, plus Date, framing, close.
+
+        We compute every framing and connection header ourselves (rather than leave some to
+        h11) so that ``ResponseWritten.headers`` is exactly what went out.
+        """
         status = response.status
         headers: list[tuple[bytes, bytes]] = []
         has_date = has_server = False
@@ -241,15 +246,36 @@ class _Connection:
             headers.append((b"date", self._date()))
         if not has_server and self.opts.server_header:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
-        if status not in _NO_CONTENT_STATUS and response.length is not None:
+        close = (
+            self._must_close
+            or self.h11.they_are_waiting_for_100_continue
+            or self.stopping.is_set()
+            or not self._keep_alive_requested(request)
+        )
+        if status in _NO_CONTENT_STATUS:
+            pass
+        elif response.length is not None:
             headers.append((b"content-length", str(response.length).encode()))
-        if self._must_close or self.h11.they_are_waiting_for_100_continue or self.stopping.is_set():
+        elif request.version == "1.1":
+            headers.append((b"transfer-encoding", b"chunked"))
+        else:
+            close = True  # RFC 9112 §6.3: an HTTP/1.0 client reads the body until the close
+        if close:
             # We will close after this response: say so (RFC 9112 §9.6).
             headers.append((b"connection", b"close"))
-        return h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+        return headers
 
-    async def send_response(self, response: Response) -> tuple[int, int]:
-        """Put ``response`` on the wire (the writer's sink); return (status, body bytes).
+    @staticmethod
+    def _keep_alive_requested(request: Request) -> bool:
+        # h11 keeps HTTP/1.1 connections alive unless a side says "close", and never keeps
+        # HTTP/1.0 ones (RFC 9112 §9.3: persistence for 1.0 is an old, optional extension).
+        if request.version != "1.1":
+            return False
+        value = request.headers.get("connection")
+        return value is None or "close" not in value.lower()
+
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
+        """Put ``response`` on the wire (the writer's sink); return (status, headers, body bytes).
 
         A streamed body's first piece is pulled *before* the head is sent: an error raised
         before it still gets a proper error response, a handler that streams its request body
@@ -277,8 +303,11 @@ class _Connection:
         conn = self.h11
         self._response_started = True
         written = 0
+        headers = self._head(response, request)
         try:
-            data = conn.send(self._head(response))
+            data = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+            )
             assert data is not None
             if pieces is None:
                 if body and not no_body:
@@ -311,7 +340,7 @@ class _Connection:
             raise
         finally:
             self._access(request, status, written)
-        return status, written
+        return status, headers, written
 
     def _access(self, request: Request, status: int, written: int) -> None:
         if self.opts.access_log:
@@ -326,7 +355,7 @@ class _Connection:
                 written,
             )
 
-    async def _send_refusal(self, status: int, reason: str, *, allow_headers: bool = True) -> None:
+    async def _send_refusal(self, status: int, reason: str, *, head: bool = False) -> None:
         """Answer a request we will not serve, and mark the connection for closing."""
         self._must_close = True
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
@@ -345,7 +374,8 @@ class _Connection:
             data = conn.send(
                 h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
             )
-            data += conn.send(h11.Data(data=body))
+            if not head:  # a response to HEAD carries no content (RFC 9110 §9.3.2)
+                data += conn.send(h11.Data(data=body))
             data += conn.send(h11.EndOfMessage())
             await self._send(data)
         except (*_BROKEN, StreamTimeout, h11.LocalProtocolError):
@@ -452,7 +482,7 @@ class _Connection:
             refusal = check_request(event, head_size, self.opts)
             if refusal is not None:
                 log.info("refused request from %s: %d %s", _peer(self.client), *refusal)
-                await self._send_refusal(*refusal)
+                await self._send_refusal(*refusal, head=event.method == b"HEAD")
                 return
 
             # -- the exchange --------------------------------------------------------------------

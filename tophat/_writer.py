@@ -39,8 +39,8 @@ class Response:
 class _Sink(Protocol):
     """What the connection offers a writer: put a response on the wire."""
 
-    async def send_response(self, response: Response) -> tuple[int, int]:
-        """Send it; return ``(status sent, body bytes written)``."""
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
+        """Send it; return ``(status, header fields sent, body bytes written)``."""
         ...
 
 
@@ -56,14 +56,28 @@ class ResponseWritten:
         bytes_written: body bytes put on the wire (without chunked framing; 0 for HEAD).
     """
 
-    __slots__ = ("bytes_written", "headers", "status")
+    __slots__ = ("_headers", "_raw_headers", "bytes_written", "status")
 
-    def __init__(self, _token: object, status: int, headers: Headers, bytes_written: int) -> None:
+    def __init__(
+        self, _token: object, status: int, headers: list[tuple[bytes, bytes]], bytes_written: int
+    ) -> None:
         if _token is not _TOKEN:
             raise TypeError("ResponseWritten is made only by ResponseWriter.send()")
         self.status = status
-        self.headers = headers
+        self._raw_headers = headers
+        self._headers: Headers | None = None
         self.bytes_written = bytes_written
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:  # built on first use: most handlers never look
+            self._headers = Headers._trusted(
+                [
+                    (n.decode().lower(), n.decode(), v.decode("latin-1"))
+                    for n, v in self._raw_headers
+                ]
+            )
+        return self._headers
 
     def __repr__(self) -> str:
         return f"<ResponseWritten {self.status} {self.bytes_written} bytes>"
@@ -194,8 +208,8 @@ class ResponseWriter:
             raise RuntimeError("send() was already called for this response")
         self._written = _PENDING  # a send() in progress: a second send() must fail too
         self._run_before_send()
-        status, n = await self._sink.send_response(self.response)
-        self._written = ResponseWritten(_TOKEN, status, self.response.headers, n)
+        status, headers, n = await self._sink.send_response(self.response)
+        self._written = ResponseWritten(_TOKEN, status, headers, n)
         return self._written
 
 

@@ -30,7 +30,13 @@ __all__ = ["Glitch", "awaiting", "call", "catching", "ok_or", "reason_phrase"]
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+# RFC 9110 §15 renamed a few; older Pythons' http.HTTPStatus still has the RFC 7231 phrases.
+_PHRASES = {s.value: s.phrase for s in HTTPStatus} | {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
 
 
 def reason_phrase(status: int) -> str:
@@ -42,14 +48,15 @@ class Glitch(Exception):
     """An HTTP error response, raised.
 
     Args:
-        status: the response status (400-599 in practice; any 100-599 code is accepted).
+        status: the response status (400-599 in practice; any final code 200-599 is accepted,
+            e.g. a 303 with a Location header).
         message: text for the body; defaults to the reason phrase (``"Not Found"``).
         headers: extra headers for the response, added to those already set on the writer.
         cause: the underlying exception; its text is shown only with ``verbose_glitch``.
             ``raise Glitch(...) from exc`` sets it too.
 
     Raises:
-        ValueError: for a status outside 100-599.
+        ValueError: for a status outside 200-599.
     """
 
     status: int
@@ -64,8 +71,9 @@ class Glitch(Exception):
         headers: Mapping[str, str] | list[tuple[str, str]] | Headers | None = None,
         cause: BaseException | None = None,
     ) -> None:
-        if not isinstance(status, int) or not 100 <= status <= 599:
-            raise ValueError(f"Glitch status must be an int in 100-599, got {status!r}")
+        if not isinstance(status, int) or not 200 <= status <= 599:
+            # A 1xx is not a final response: it cannot stand for the answer to a request.
+            raise ValueError(f"Glitch status must be an int in 200-599, got {status!r}")
         super().__init__(status, message)
         self.status = status
         self.message = message

@@ -1,0 +1,783 @@
+"""The asyncio runtime over real sockets on 127.0.0.1: timeouts, limits, shutdown, backpressure.
+
+Every test starts its own server on an ephemeral port, talks to it with raw bytes, and bounds
+every wait. The CLI tests at the end run ``python -m tophat`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import logging
+import os
+import re
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import h11
+import pytest
+
+import tophat
+from tophat import Request, ResponseWriter, ResponseWritten, Server, ServerOpts
+from tophat.testing import parse_responses
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Nothing a client does may make the server log at ERROR (or crash a task)."""
+    yield
+    errors = [
+        f"{r.name}: {r.getMessage()}"
+        for when in ("setup", "call", "teardown")
+        for r in caplog.get_records(when)
+        if r.levelno >= logging.ERROR
+    ]
+    assert errors == []
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+
+
+async def hello(req: Request, w: ResponseWriter) -> ResponseWritten:
+    w.set_text("hello " + req.path)
+    return await w.send()
+
+
+async def echo(req: Request, w: ResponseWriter) -> ResponseWritten:
+    """Reads the whole body and sends it back, after the path."""
+    body = await req.body()
+    w.set_body(req.path.encode() + b" " + body)
+    return await w.send()
+
+
+async def ignore_body(req: Request, w: ResponseWriter) -> ResponseWritten:
+    w.set_text("ignored")
+    return await w.send()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving(endpoint: tophat.Endpoint, **opts: Any) -> AsyncIterator[Server]:
+    server = await tophat.start_server(endpoint, HOST, 0, opts=ServerOpts(**opts))
+    try:
+        yield server
+    finally:
+        with anyio.fail_after(5):
+            await server.shutdown(0.5)
+
+
+class Client:
+    """A raw connection, with an h11 client to read responses off it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def connect(cls, port: int, *, rcvbuf: int | None = None) -> Client:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock)
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def _event(self) -> Any:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            self.h11.receive_data(await self.reader.read(65536))
+
+    async def head(self, method: str = "GET") -> h11.Response:
+        """Read up to the next final response head (1xx responses are skipped)."""
+        self.h11.send(h11.Request(method=method, target="/", headers=[("host", "t")]))
+        self.h11.send(h11.EndOfMessage())
+        while True:
+            event = await self._event()
+            if isinstance(event, h11.Response):
+                return event
+            assert isinstance(event, h11.InformationalResponse), event
+
+    async def piece(self) -> bytes | None:
+        """The next piece of the response body, or None at its end."""
+        event = await self._event()
+        if isinstance(event, h11.EndOfMessage):
+            if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+                self.h11.start_next_cycle()
+            return None
+        assert isinstance(event, h11.Data), event
+        return bytes(event.data)
+
+    async def response(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        """Read one whole response: status, headers (lower-case names), body."""
+        head = await self.head(method)
+        chunks = []
+        while (chunk := await self.piece()) is not None:
+            chunks.append(chunk)
+        headers = {n.decode(): v.decode("latin-1") for n, v in head.headers}
+        return head.status_code, headers, b"".join(chunks)
+
+    async def expect_eof(self) -> None:
+        """The server closes without sending another byte."""
+        assert self.h11.trailing_data == (b"", False)
+        assert await self.reader.read(65536) == b""
+
+    async def read_all(self) -> bytes:
+        """Everything up to the end of the connection (a reset counts as the end)."""
+        out = []
+        with contextlib.suppress(ConnectionResetError):
+            while data := await self.reader.read(1 << 20):
+                out.append(data)
+        return b"".join(out)
+
+    async def reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0): the way a crashing client goes away."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+        await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def connected(port: int, **kw: Any) -> AsyncIterator[Client]:
+    client = await Client.connect(port, **kw)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(HOST, port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return False
+
+
+GET = b"GET /%s HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def get(path: str = "") -> bytes:
+    return GET % path.encode()
+
+
+# -- timeouts -------------------------------------------------------------------------------------
+
+
+async def test_partial_head_that_stalls_gets_408_and_close() -> None:
+    async with serving(hello, head_timeout=0.3) as server, connected(server.port) as c:
+        start = time.monotonic()
+        await c.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        with anyio.fail_after(3):
+            status, headers, body = await c.response()
+            await c.expect_eof()
+        assert time.monotonic() - start >= 0.25
+        assert status == 408
+        assert headers["connection"] == "close"
+        assert body == b"Request Timeout"
+
+
+async def test_head_timeout_counts_from_the_first_byte_not_from_the_last() -> None:
+    # Slow loris: a byte every 50 ms keeps the connection busy, never idle for head_timeout.
+    async with serving(hello, head_timeout=0.4) as server, connected(server.port) as c:
+
+        async def drip() -> None:
+            with contextlib.suppress(OSError):
+                for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+                    await c.send(bytes([byte]))
+                    await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(drip())
+        try:
+            with anyio.fail_after(3):
+                status, headers, _ = await c.response()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert status == 408
+        assert headers["connection"] == "close"
+
+
+async def test_stalled_body_while_the_handler_reads_gets_408_and_close() -> None:
+    async with serving(echo, body_timeout=0.3) as server, connected(server.port) as c:
+        await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        with anyio.fail_after(3):
+            status, headers, _ = await c.response()
+            await c.expect_eof()
+        assert (status, headers["connection"]) == (408, "close")
+
+
+async def test_stalled_body_after_the_response_started_closes_without_408() -> None:
+    async def stream_back(req: Request, w: ResponseWriter) -> ResponseWritten:
+        async def pieces() -> AsyncIterator[bytes]:
+            yield b"start;"
+            async for piece in req.stream():
+                yield piece
+
+        w.set_body(pieces())
+        return await w.send()
+
+    async with serving(stream_back, body_timeout=0.3) as server, connected(server.port) as c:
+        await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        with anyio.fail_after(3):
+            head = await c.head()
+            assert head.status_code == 200
+            got = b""
+            with pytest.raises(h11.RemoteProtocolError):  # the chunked body never ends
+                while (piece := await c.piece()) is not None:
+                    got += piece
+        assert got == b"start;abc"
+
+
+async def test_unread_body_that_stalls_closes_the_connection_after_the_response() -> None:
+    async with serving(ignore_body, body_timeout=0.3) as server, connected(server.port) as c:
+        await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        with anyio.fail_after(3):
+            status, _, body = await c.response()
+            assert (status, body) == (200, b"ignored")
+            await c.expect_eof()
+
+
+@pytest.mark.parametrize("requests", [0, 2], ids=["fresh", "after-two-requests"])
+async def test_idle_keep_alive_connection_is_closed_quietly(requests: int) -> None:
+    async with serving(hello, keep_alive_timeout=0.3) as server, connected(server.port) as c:
+        for i in range(requests):
+            await c.send(get(str(i)))
+            with anyio.fail_after(2):
+                status, _, body = await c.response()
+                assert (status, body) == (200, b"hello /%d" % i)
+        start = time.monotonic()
+        with anyio.fail_after(3):
+            await c.expect_eof()
+        assert time.monotonic() - start >= 0.25
+
+
+async def test_client_that_does_not_read_is_closed_after_the_write_timeout() -> None:
+    produced = 0
+    closed = asyncio.Event()
+    chunk = b"x" * 65536
+
+    async def firehose(req: Request, w: ResponseWriter) -> ResponseWritten:
+        async def pieces() -> AsyncIterator[bytes]:
+            nonlocal produced
+            try:
+                while True:
+                    produced += 1
+                    yield chunk
+            finally:
+                closed.set()
+
+        w.set_body(pieces())
+        return await w.send()
+
+    async with (
+        serving(firehose, write_timeout=0.3) as server,
+        connected(server.port, rcvbuf=65536) as c,
+    ):
+        await c.send(get())
+        with anyio.fail_after(5):
+            await closed.wait()  # the handler's stream was abandoned
+            out = await c.read_all()  # and the connection ends: what was sent, then nothing
+        assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert not out.endswith(b"\r\n0\r\n\r\n")  # the chunked body was cut short
+        assert len(out) <= produced * (len(chunk) + 16) + 1024
+
+
+# -- connection limit -----------------------------------------------------------------------------
+
+
+async def test_connections_beyond_the_limit_get_503_and_are_closed() -> None:
+    async with (
+        serving(hello, max_connections=2) as server,
+        connected(server.port) as a,
+        connected(server.port) as b,
+    ):
+        with anyio.fail_after(3):
+            for c, name in ((a, "a"), (b, "b")):
+                await c.send(get(name))
+                assert (await c.response())[2] == b"hello /" + name.encode()
+            async with connected(server.port) as extra:
+                await extra.send(get("extra"))
+                out = await extra.read_all()
+            [resp] = parse_responses(out)
+            assert resp.status == 503
+            assert resp.headers["connection"] == "close"
+            # The connections that were in are unaffected.
+            for c, name in ((a, "a2"), (b, "b2")):
+                await c.send(get(name))
+                assert (await c.response())[:1] == (200,)
+            assert a.h11.trailing_data == (b"", False)
+
+
+async def test_a_closed_connection_frees_its_place_under_the_limit() -> None:
+    async with serving(hello, max_connections=1) as server:
+        with anyio.fail_after(5):
+            async with connected(server.port) as a:
+                await a.send(get("a"))
+                assert (await a.response())[0] == 200
+            # The server notices the close a moment later; until then, 503 is right.
+            while True:
+                async with connected(server.port) as b:
+                    await b.send(b"GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    [resp] = parse_responses(await b.read_all())
+                if resp.status == 200:
+                    break
+                assert resp.status == 503
+                await asyncio.sleep(0.05)
+
+
+# -- graceful shutdown ----------------------------------------------------------------------------
+
+
+class Gate:
+    """A handler that waits for the test to let it answer."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = False
+
+    async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        self.entered.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        body = await req.body()
+        w.set_body(b"done " + body)
+        return await w.send()
+
+
+async def test_shutdown_stops_accepting_and_lets_in_flight_requests_finish() -> None:
+    gate = Gate()
+    server = await tophat.start_server(gate, HOST, 0, opts=ServerOpts())
+    port = server.port
+    async with connected(port) as c:
+        with anyio.fail_after(5):
+            await c.send(get())
+            await gate.entered.wait()
+            shutdown = asyncio.create_task(server.shutdown(5.0))
+            await server.stopping.wait()
+            assert await refused(port)
+            gate.release.set()
+            status, headers, body = await c.response()
+            assert (status, body) == (200, b"done ")
+            assert headers["connection"] == "close"
+            await c.expect_eof()
+            await shutdown  # well within the grace period
+        assert not gate.cancelled
+
+
+async def test_request_whose_body_arrives_during_shutdown_still_completes() -> None:
+    # The head came in one read and the handler has not read the body yet when shutdown begins.
+    gate = Gate()
+    server = await tophat.start_server(gate, HOST, 0, opts=ServerOpts())
+    async with connected(server.port) as c:
+        with anyio.fail_after(5):
+            await c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
+            await gate.entered.wait()
+            shutdown = asyncio.create_task(server.shutdown(5.0))
+            await server.stopping.wait()
+            await c.send(b"hello")
+            gate.release.set()
+            status, headers, body = await c.response()
+            await shutdown
+        assert (status, body) == (200, b"done hello")
+        assert headers["connection"] == "close"
+
+
+async def test_shutdown_closes_idle_keep_alive_connections_at_once() -> None:
+    gate = Gate()
+
+    async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
+        return await (gate(req, w) if req.path == "/slow" else hello(req, w))
+
+    server = await tophat.start_server(app, HOST, 0, opts=ServerOpts(keep_alive_timeout=30))
+    async with connected(server.port) as idle, connected(server.port) as busy:
+        with anyio.fail_after(5):
+            await idle.send(get("fast"))
+            assert (await idle.response())[0] == 200
+            await busy.send(get("slow"))
+            await gate.entered.wait()
+            shutdown = asyncio.create_task(server.shutdown(5.0))
+            # The idle connection goes now, not after the grace period or the keep-alive time.
+            with anyio.fail_after(1):
+                await idle.expect_eof()
+            assert not shutdown.done()  # the busy one still runs
+            gate.release.set()
+            status, headers, _ = await busy.response()
+            assert (status, headers["connection"]) == (200, "close")
+            await busy.expect_eof()
+            await shutdown
+
+
+async def test_streaming_handler_is_told_the_server_is_stopping() -> None:
+    seen: list[bool] = []
+
+    async def ticker(req: Request, w: ResponseWriter) -> ResponseWritten:
+        async def pieces() -> AsyncIterator[bytes]:
+            seen.append(req.stopping.is_set())
+            yield b"tick;"
+            await req.stopping.wait()
+            seen.append(req.stopping.is_set())
+            yield b"bye"
+
+        w.set_body(pieces())
+        return await w.send()
+
+    server = await tophat.start_server(ticker, HOST, 0, opts=ServerOpts())
+    async with connected(server.port) as c:
+        with anyio.fail_after(5):
+            await c.send(get())
+            assert (await c.head()).status_code == 200
+            assert await c.piece() == b"tick;"
+            shutdown = asyncio.create_task(server.shutdown(5.0))
+            rest = b""
+            while (piece := await c.piece()) is not None:
+                rest += piece
+            assert rest == b"bye"
+            await c.expect_eof()
+            await shutdown
+    assert seen == [False, True]
+
+
+async def test_handlers_still_running_after_the_grace_period_are_cancelled() -> None:
+    gate = Gate()
+    server = await tophat.start_server(gate, HOST, 0, opts=ServerOpts())
+    async with connected(server.port) as c:
+        with anyio.fail_after(5):
+            await c.send(get())
+            await gate.entered.wait()
+            start = time.monotonic()
+            await server.shutdown(0.3)
+            elapsed = time.monotonic() - start
+            assert gate.cancelled
+            assert await c.read_all() == b""  # no response, and the connection is gone
+    assert 0.25 <= elapsed < 1.5
+
+
+# -- backpressure ---------------------------------------------------------------------------------
+
+
+async def test_streaming_to_a_client_that_does_not_read_stops_pulling_the_generator() -> None:
+    chunk = b"z" * 32768
+    total = 2048  # 64 MiB
+    produced = 0
+
+    async def big(req: Request, w: ResponseWriter) -> ResponseWritten:
+        async def pieces() -> AsyncIterator[bytes]:
+            nonlocal produced
+            for _ in range(total):
+                produced += 1
+                yield chunk
+
+        w.set_body(pieces(), length=total * len(chunk))
+        return await w.send()
+
+    async with serving(big) as server, connected(server.port, rcvbuf=65536) as c:
+        await c.send(get())
+        with anyio.fail_after(10):
+            # Wait until the producer has stalled (no progress for 0.2 s) ...
+            last = -1
+            while produced != last:
+                last = produced
+                await asyncio.sleep(0.2)
+            stalled_at = produced
+            # ... then read everything: reading resumes it.
+            head = await c.head()
+            received = 0
+            while (piece := await c.piece()) is not None:
+                received += len(piece)
+        assert stalled_at < total // 4, f"{stalled_at} of {total} chunks produced unread"
+        assert head.status_code == 200
+        assert received == total * len(chunk)
+        assert produced == total
+
+
+# -- Expect: 100-continue -------------------------------------------------------------------------
+
+
+async def test_expect_100_continue_over_a_socket() -> None:
+    async with serving(echo) as server, connected(server.port) as c:
+        with anyio.fail_after(3):
+            await c.send(
+                b"POST /up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+            )
+            interim = await c.reader.readuntil(b"\r\n\r\n")
+            assert re.fullmatch(rb"HTTP/1\.1 100 [^\r\n]*\r\n\r\n", interim), interim
+            await c.send(b"hello")
+            status, headers, body = await c.response()
+            assert (status, body) == (200, b"/up hello")
+            assert "connection" not in headers
+            # The connection is still good for the next request.
+            await c.send(get("next"))
+            assert (await c.response())[2] == b"/next "
+
+
+async def test_expect_100_continue_refused_without_reading_sends_no_100_and_closes() -> None:
+    async with serving(ignore_body) as server, connected(server.port) as c:
+        with anyio.fail_after(3):
+            await c.send(
+                b"POST /up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+            )
+            out = await c.read_all()
+        [resp] = parse_responses(out, ["POST"])
+        assert (resp.status, resp.informational) == (200, [])
+        assert resp.headers["connection"] == "close"
+
+
+# -- bad input and disconnects --------------------------------------------------------------------
+
+
+async def test_bad_clients_do_not_disturb_a_keep_alive_connection() -> None:
+    async def garbage(port: int) -> None:
+        async with connected(port) as c:
+            await c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n")
+            assert parse_responses(await c.read_all())[0].status == 400
+
+    async def reset_mid_head(port: int) -> None:
+        c = await Client.connect(port)
+        await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Le")
+        await c.reset()
+
+    async def reset_mid_body(port: int) -> None:
+        c = await Client.connect(port)
+        await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"a" * 999)
+        await c.reset()
+
+    async def bad_chunked(port: int) -> None:
+        async with connected(port) as c:
+            await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            assert parse_responses(await c.read_all(), ["POST"])[0].status == 400
+
+    async def smuggle(port: int) -> None:
+        async with connected(port) as c:
+            await c.send(
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            [resp] = parse_responses(await c.read_all(), ["POST"])
+            assert resp.status == 400
+
+    async with serving(echo, head_timeout=1, body_timeout=1) as server:
+        port = server.port
+        async with connected(port) as good:
+            with anyio.fail_after(10):
+                for i in range(5):
+                    async with anyio.create_task_group() as tg:
+                        for bad in (garbage, reset_mid_head, reset_mid_body, bad_chunked, smuggle):
+                            tg.start_soon(bad, port)
+                        body = b"body %d " % i * 100
+                        await good.send(
+                            b"POST /good/%d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                            % (i, len(body))
+                            + body
+                        )
+                        status, _, got = await good.response()
+                        assert (status, got) == (200, b"/good/%d " % i + body)
+                # And new clients are still served.
+                async with connected(port) as fresh:
+                    await fresh.send(get("fresh"))
+                    assert (await fresh.response())[2] == b"/fresh "
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+async def test_client_gone_mid_response_ends_the_stream_quietly(how: str) -> None:
+    closed = asyncio.Event()
+
+    async def endless(req: Request, w: ResponseWriter) -> ResponseWritten:
+        async def pieces() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"y" * 16384
+                    await asyncio.sleep(0)
+            finally:
+                closed.set()
+
+        w.set_body(pieces())
+        return await w.send()
+
+    async def big_bytes(req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.set_body(b"b" * (32 * 1024 * 1024))
+        return await w.send()
+
+    async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
+        return await (big_bytes(req, w) if req.path == "/bytes" else endless(req, w))
+
+    async with serving(app) as server:
+        with anyio.fail_after(5):
+            for path in ("/stream", "/bytes"):
+                c = await Client.connect(server.port)
+                await c.send(get(path[1:]))
+                assert (await c.head()).status_code == 200
+                assert await c.piece()
+                if how == "reset":
+                    await c.reset()
+                else:
+                    await c.close()
+            await closed.wait()
+            async with connected(server.port) as after:
+                await after.send(get("stream"))
+                assert (await after.head()).status_code == 200
+
+
+async def test_refusal_closes_gracefully_while_the_client_is_still_sending() -> None:
+    # RFC 9112 §9.6: close in stages (half-close, keep reading a while) so that a client still
+    # sending gets the final response instead of a reset that may erase it.
+    async with serving(hello, max_body_size=1000) as server, connected(server.port) as c:
+        with anyio.fail_after(5):
+            c.writer.write(
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n" + b"x" * 4_000_000
+            )
+            await c.writer.drain()  # a reset would make this raise
+            status, headers, _ = await c.response("POST")
+        assert (status, headers["connection"]) == (413, "close")
+
+
+# -- serve() and the CLI --------------------------------------------------------------------------
+
+
+async def test_serve_without_signal_handlers_stops_when_cancelled() -> None:
+    ready: asyncio.Future[Server] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        tophat.serve(hello, HOST, 0, handle_signals=False, ready=ready.set_result)
+    )
+    with anyio.fail_after(5):
+        server = await ready
+        port = server.port
+        async with connected(port) as c:
+            await c.send(get("x"))
+            assert (await c.response())[2] == b"hello /x"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await c.expect_eof()
+        assert await refused(port)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class CliServer:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, stderr: bytes) -> None:
+        self.proc = proc
+        self.port = port
+        self.stderr = stderr  # what it logged so far
+
+    def rest_of_stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return (self.stderr + self.proc.stderr.read()).decode(errors="replace")
+
+
+@pytest.fixture
+def cli_server() -> Iterator[CliServer]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tophat", "examples.hello:app", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    logged = b""
+    deadline = time.monotonic() + 10
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while b"listening on" not in logged:
+                left = deadline - time.monotonic()
+                assert left > 0 and proc.poll() is None, f"server did not start: {logged!r}"
+                if sel.select(left):
+                    data = os.read(proc.stderr.fileno(), 65536)
+                    assert data, f"server exited: {logged!r}"
+                    logged += data
+        yield CliServer(proc, port, logged)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_stops_cleanly_on_signal(cli_server: CliServer, sig: signal.Signals) -> None:
+    conn = http.client.HTTPConnection(HOST, cli_server.port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"Hello, world!")
+    finally:
+        conn.close()
+    cli_server.proc.send_signal(sig)
+    assert cli_server.proc.wait(timeout=1) == 0
+    stderr = cli_server.rest_of_stderr()
+    assert "Traceback" not in stderr
+    assert " ERROR " not in stderr
+
+
+@pytest.mark.slow
+def test_cli_answers_pipelined_requests_in_order(cli_server: CliServer) -> None:
+    with socket.create_connection((HOST, cli_server.port), timeout=5) as s:
+        s.sendall(
+            b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"HEAD /2 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        out = b""
+        while data := s.recv(65536):
+            out += data
+    responses = parse_responses(out, ["GET", "HEAD", "GET"])
+    assert [(r.status, r.body) for r in responses] == [
+        (200, b"Hello, world!"),
+        (200, b""),
+        (200, b"Hello, world!"),
+    ]
+    assert responses[1].headers["content-length"] == "13"
+    assert responses[2].headers["connection"] == "close"
