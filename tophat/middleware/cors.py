@@ -34,7 +34,7 @@ from typing import Literal
 from .._connection import Endpoint
 from .._headers import Headers
 from .._request import Request
-from .._writer import ResponseWriter, ResponseWritten
+from .._writer import Response, ResponseWriter, ResponseWritten
 from . import Middleware, add_vary
 
 __all__ = ["cors"]
@@ -43,6 +43,10 @@ __all__ = ["cors"]
 _SAFELISTED_METHODS = ("GET", "HEAD", "POST")
 _ORIGIN = re.compile(r"(?:https?|[a-z][a-z0-9+.\-]*)://[^/?#\s]+|null", re.IGNORECASE)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _vary_origin(response: Response) -> None:
+    add_vary(response.headers, "Origin")
 
 
 def _norm_origin(origin: str) -> str:
@@ -178,16 +182,15 @@ def cors(
     def middleware(endpoint: Endpoint) -> Endpoint:
         async def cors_endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
             origin = req.headers.get("origin")
+            if varies_by_origin:
+                # At send time, so an endpoint that sets its own Vary cannot drop ours.
+                w.before_send(_vary_origin)
             if origin is None:
-                if varies_by_origin:
-                    add_vary(w.response.headers, "Origin")
                 return await endpoint(req, w)
             method = req.headers.get("access-control-request-method")
             if req.method == "OPTIONS" and method is not None:
                 return await preflight(req, w, origin, method)
             h: Headers = w.response.headers
-            if varies_by_origin:
-                add_vary(h, "Origin")
             if origin_allowed(origin):
                 h.set("access-control-allow-origin", allow_origin_value(origin))
                 for name, value in simple_headers:

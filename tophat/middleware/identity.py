@@ -37,7 +37,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .._connection import Endpoint
 from .._request import Request
-from .._writer import ResponseWriter, ResponseWritten
+from .._writer import Response, ResponseWriter, ResponseWritten
 from ..glitch import Glitch
 from . import Middleware, add_vary
 
@@ -66,6 +66,10 @@ def _key_bytes(key: str | bytes) -> bytes:
     if len(set(data)) < 8 or data.lower().decode("latin-1").strip("-_0123456789") in _WEAK_KEYS:
         raise ValueError("Identity secret key looks like a placeholder; use a random key")
     return data
+
+
+def _vary_cookie(response: Response) -> None:
+    add_vary(response.headers, "Cookie")
 
 
 class Identity:
@@ -222,7 +226,7 @@ class Identity:
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def identity_endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
                 user = self.authorized_user(req)
-                add_vary(w.response.headers, "Cookie")
+                w.before_send(_vary_cookie)  # at send time: the endpoint cannot drop it
                 if user is not None and self.rolling:
                     signed_at: float = req.ext[_SIGNED_AT_KEY]
                     if time.time() - signed_at > self.max_age / 2:
