@@ -17,6 +17,10 @@ Transfers:
   POST /upload          Transfer-Encoding: chunked upload
   POST /upload-slow     Content-Length upload to a handler that sleeps 1 ms per piece: the
                         server must stop reading the socket rather than buffer
+  GET  /download        client resets the connection after 10 MiB; then a GET / must work
+  POST /upload          client closes after 10 MiB of a declared 100 MiB; then a GET / must work
+  (--control)           POST /upload-buffered: a handler that does ``await req.body()``; it
+                        must go over the limit, showing the measurement can fail
 
 Each row checks the bytes (count, framing, and the pattern byte at every 64 KiB boundary of a
 download; the echoed count of an upload) and that peak - idle <= limit. Any failure, or an
@@ -32,6 +36,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -100,10 +105,14 @@ class Sampler:
             self.samples.append(rss_bytes(self.pid))
 
 
-def start_server(log_path: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(log_path: str, log_level: str) -> tuple[subprocess.Popen[bytes], int]:
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "rss_server.py"), "--port", "0"],
+        [
+            sys.executable,
+            os.path.join(HERE, "rss_server.py"),
+            *("--port", "0", "--log-level", log_level),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=log,
@@ -385,6 +394,66 @@ def warm_up(port: int) -> None:
         c.close()
 
 
+def still_serving(port: int) -> str:
+    """'' if a fresh GET / gets "ok", else what went wrong."""
+    try:
+        warm_up(port)
+    except (OSError, ClientError, SystemExit) as exc:
+        return f"follow-up GET / failed: {exc}"
+    return ""
+
+
+def aborted_download(port: int, size: int, stop_after: int) -> Result:
+    """Read ``stop_after`` bytes of a chunked download, then hang up (RST: unread data)."""
+    res = Result("GET /download", stop_after)
+    c = Conn(port, time.monotonic() + TRANSFER_DEADLINE)
+    status = 0
+    try:
+        c.send(f"GET /download HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        status, _ = c.read_head()
+        got = len(c.buf)
+        while got < stop_after:
+            n = c.fill()
+            if not n:
+                break
+            got += n
+            c.buf.clear()
+        res.got = got
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (OSError, ClientError, ValueError) as exc:
+        res.detail = f"{type(exc).__name__}: {exc}; "
+    finally:
+        c.close()
+    time.sleep(0.3)
+    problem = still_serving(port)
+    res.ok = status == 200 and res.got >= stop_after and not problem
+    res.detail += f"status {status}, hung up after {res.got} bytes; " + (
+        problem or "server still serving"
+    )
+    return res
+
+
+def aborted_upload(port: int, size: int, stop_after: int) -> Result:
+    """Declare ``size`` bytes, send ``stop_after``, then close: the body is incomplete."""
+    res = Result("POST /upload", stop_after)
+    c = Conn(port, time.monotonic() + TRANSFER_DEADLINE)
+    piece = bytes(CHUNK)
+    try:
+        c.send(f"POST /upload HTTP/1.1\r\nHost: {HOST}\r\ncontent-length: {size}\r\n\r\n".encode())
+        while res.got < stop_after:
+            c.send(piece)
+            res.got += CHUNK
+    except (OSError, ClientError) as exc:
+        res.detail = f"{type(exc).__name__}: {exc}; "
+    finally:
+        c.close()
+    time.sleep(0.3)
+    problem = still_serving(port)
+    res.ok = res.got >= stop_after and not problem
+    res.detail += f"closed after {res.got} of {size} bytes; " + (problem or "server still serving")
+    return res
+
+
 def idle_rss(pid: int, settle: float = 0.3, n: int = 5) -> int:
     time.sleep(settle)
     samples = []
@@ -422,6 +491,12 @@ def main() -> int:
     p.add_argument("--limit-mb", type=float, default=20.0, help="allowed RSS growth (default 20)")
     p.add_argument("--slow-rate-mb", type=float, default=40.0, help="slow reader speed, MB/s")
     p.add_argument(
+        "--server-log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="the server's log level (default warning; its log is printed at the end)",
+    )
+    p.add_argument(
         "--control",
         action="store_true",
         help="also upload to a handler that buffers the whole body (await req.body()): a\n"
@@ -433,7 +508,7 @@ def main() -> int:
     slow = args.slow_rate_mb * MB
 
     log_path = os.path.join(tempfile.gettempdir(), f"tophat-rss-server-{os.getpid()}.log")
-    proc, port = start_server(log_path)
+    proc, port = start_server(log_path, args.server_log_level)
 
     def on_alarm(signum: int, frame: object) -> None:
         proc.kill()
@@ -470,6 +545,16 @@ def main() -> int:
             (
                 "upload, content-length, slow handler",
                 lambda: upload(port, "/upload-slow", size, chunked=False),
+            ),
+        ]
+        plan += [
+            (
+                "download, client hangs up after 10 MiB",
+                lambda: aborted_download(port, size, 10 * 1024 * 1024),
+            ),
+            (
+                "upload, client hangs up after 10 MiB",
+                lambda: aborted_upload(port, size, 10 * 1024 * 1024),
             ),
         ]
         if args.control:
