@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from email.utils import formatdate
-from http.cookies import Morsel
+from http.cookies import CookieError, Morsel
 from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -53,7 +53,22 @@ _SIGNED_AT_KEY = "tophat.identity.signed_at"
 # attributes); Chromium refuses a larger one outright. We refuse it when it is set.
 MAX_COOKIE_SIZE = 4096
 _MIN_KEY_BYTES = 32
-_WEAK_KEYS = frozenset({"secret", "changeme", "password", "development", "test", "key"})
+# Words of placeholder keys ("change-me-to-a-random-secret-key", "your-secret-key-here").
+_PLACEHOLDER_WORDS = (
+    "changeme",
+    "replaceme",
+    "yoursecret",
+    "secretkey",
+    "mysecret",
+    "notsecret",
+    "insecure",
+    "placeholder",
+    "password",
+    "development",
+    "example",
+    "dummy",
+)
+_PLACEHOLDER_STEMS = frozenset({"", "secret", "key", "test", "token", "admin", "tophat"})
 
 
 def _key_bytes(key: str | bytes) -> bytes:
@@ -63,8 +78,17 @@ def _key_bytes(key: str | bytes) -> bytes:
             f"Identity secret keys must be at least {_MIN_KEY_BYTES} bytes; generate one with "
             "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
-    if len(set(data)) < 8 or data.lower().decode("latin-1").strip("-_0123456789") in _WEAK_KEYS:
-        raise ValueError("Identity secret key looks like a placeholder; use a random key")
+    letters = "".join(c for c in data.decode("latin-1").lower() if c.isalnum())
+    alpha = "".join(c for c in letters if c.isalpha())
+    if (
+        len(set(data)) < 8
+        or any(word in letters for word in _PLACEHOLDER_WORDS)
+        or alpha in _PLACEHOLDER_STEMS  # "secret-0123456789-...": one word padded with digits
+    ):
+        raise ValueError(
+            "Identity secret key looks like a placeholder; use a random one, e.g. from "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
     return data
 
 
@@ -118,7 +142,13 @@ class Identity:
         if partitioned and not secure:
             raise ValueError("partitioned=True requires secure=True (CHIPS cookies must be Secure)")
         probe: Morsel[str] = Morsel()
-        probe.set(cookie_name, "", "")  # raises CookieError for an invalid name
+        try:
+            probe.set(cookie_name, "", "")
+        except CookieError:
+            raise ValueError(
+                f"cookie_name {cookie_name!r} is not a valid cookie name; use letters, digits "
+                "and '-' or '_' (e.g. 'auth')"
+            ) from None
         self.cookie_name = cookie_name
         self.max_age = int(max_age.total_seconds()) if isinstance(max_age, timedelta) else max_age
         if self.max_age <= 0:
@@ -159,7 +189,13 @@ class Identity:
                 f"the identity cookie would be {len(header)} bytes; browsers drop cookies over "
                 f"{MAX_COOKIE_SIZE} bytes, so keep the user identifier short"
             )
-        w.append_header("set-cookie", header)
+        # One Set-Cookie per name per response (RFC 6265 §4.1.1): a logout after a rolling
+        # refresh, or a second login, replaces what this response already carried.
+        h = w.response.headers
+        others = [v for v in h.get_all("set-cookie") if not v.startswith(self.cookie_name + "=")]
+        h.remove("set-cookie")
+        for value in [*others, header]:
+            h.add("set-cookie", value)
 
     def set_auth_token(self, user: str, w: ResponseWriter) -> None:
         """Log ``user`` in: set the signed cookie on the response."""

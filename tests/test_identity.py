@@ -1,0 +1,620 @@
+"""Identity on the wire: the signed cookie's attributes, logout, server-side expiry, bad cookies,
+Cookie header parsing, key rotation, rolling refresh, Vary, size cap, and the example app."""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+
+import pytest
+from itsdangerous.timed import TimestampSigner
+
+from examples import identity as identity_example
+from tophat import Request, ResponseWriter, ResponseWritten
+from tophat.middleware import chain
+from tophat.middleware.identity import MAX_COOKIE_SIZE, Identity
+from tophat.router import Router
+from tophat.testing import TestClient, TestResponse
+
+# Random-looking keys of 40+ bytes: the kind Identity accepts.
+NEW = "q8Zr2Lx7Vn4Tb1Kw9Hs6Jd3Pf0Mc5Ya-newest-key"
+OLD = "Xe5Gu8Ri1Oa4Wm7Qz0Cv3Bn6Tl9Hk2Dj-older-key"
+OLDEST = "s4Fh7Kq0Wz3Ex6Rb9Tn2Ym5Ua8Ic1Og-oldest-key"
+
+Cookie = tuple[str, str, dict[str, str | None]]  # name, value, attributes (lower-cased names)
+
+
+def parse_set_cookie(header: str) -> Cookie:
+    pair, *attributes = [part.strip() for part in header.split(";")]
+    name, _, value = pair.partition("=")
+    attrs: dict[str, str | None] = {}
+    for attribute in attributes:
+        key, sep, val = attribute.partition("=")
+        attrs[key.lower()] = val if sep else None
+    return name, value, attrs
+
+
+def set_cookies(resp: TestResponse, name: str = "auth") -> list[Cookie]:
+    cookies = [parse_set_cookie(h) for h in resp.headers.get_all("set-cookie")]
+    return [c for c in cookies if c[0] == name]
+
+
+@contextmanager
+def signing_clock(seconds_ago: int) -> Iterator[None]:
+    """Make itsdangerous date new signatures ``seconds_ago`` in the past (verification keeps
+    the real clock)."""
+    now = int(time.time())
+    original = TimestampSigner.get_timestamp
+    TimestampSigner.get_timestamp = lambda self: now - seconds_ago  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TimestampSigner.get_timestamp = original  # type: ignore[method-assign]
+
+
+class Site:
+    """/login?user=NAME, /logout, /who (open) and /private (login required)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.private_calls = 0
+        router = Router()
+        router.post("/login", self.login)
+        router.post("/logout", self.logout)
+        router.get("/who", self.who)
+        private = Router()
+        private.get("/", self.private)
+        router.mount("/private", chain(identity.required)(private))
+        self.app = chain(identity.middleware)(router)
+        self.client = TestClient(self.app)
+
+    async def login(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        self.identity.set_auth_token(req.query.get("user") or "ada", w)
+        return await w.send()
+
+    async def logout(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        self.identity.forget(w)
+        return await w.send()
+
+    async def who(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.set_text(Identity.user(req) or "anonymous")
+        return await w.send()
+
+    async def private(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        self.private_calls += 1
+        w.set_text(f"private for {Identity.user(req)}")
+        return await w.send()
+
+    async def cookie_value(self, user: str = "ada") -> str:
+        resp = await self.client.post(f"/login?user={user}")
+        [(_, value, _)] = set_cookies(resp, self.identity.cookie_name)
+        return value
+
+    async def who_with(self, *cookie_headers: str) -> TestResponse:
+        return await self.client.request(
+            "GET", "/who", headers=[("cookie", h) for h in cookie_headers]
+        )
+
+
+def identity(*keys: str, **options: object) -> Identity:
+    options.setdefault("cookie_name", "auth")
+    return Identity(list(keys) if len(keys) > 1 else keys[0], **options)  # type: ignore[arg-type]
+
+
+# -- the cookie set at login, and removed at logout ----------------------------------------------
+
+
+async def test_login_cookie_is_httponly_secure_lax_with_path_max_age_and_expires() -> None:
+    site = Site(identity(NEW, max_age=3600))
+    resp = await site.client.post("/login?user=ada")
+    [(name, value, attrs)] = set_cookies(resp)
+    assert name == "auth" and value
+    assert "httponly" in attrs and attrs["httponly"] is None
+    assert "secure" in attrs and attrs["secure"] is None
+    assert attrs["samesite"] == "Lax"
+    assert attrs["path"] == "/"
+    assert attrs["max-age"] == "3600"
+    expires = attrs["expires"]
+    assert expires is not None and expires.endswith(" GMT")
+    expected = datetime.now(timezone.utc) + timedelta(seconds=3600)
+    assert abs((parsedate_to_datetime(expires) - expected).total_seconds()) < 5
+    assert "domain" not in attrs
+    assert "partitioned" not in attrs
+
+
+async def test_login_cookie_carries_domain_path_samesite_none_and_partitioned_when_asked() -> None:
+    site = Site(
+        identity(
+            NEW,
+            max_age=timedelta(minutes=5),
+            path="/app",
+            domain="example.com",
+            same_site="none",
+            partitioned=True,
+        )
+    )
+    resp = await site.client.post("/login")
+    [(_, _, attrs)] = set_cookies(resp)
+    assert attrs["domain"] == "example.com"
+    assert attrs["path"] == "/app"
+    assert attrs["samesite"] == "None"
+    assert "secure" in attrs
+    assert "partitioned" in attrs
+    assert attrs["max-age"] == "300"
+
+
+async def test_login_cookie_can_be_strict_and_readable_by_scripts_when_asked() -> None:
+    site = Site(identity(NEW, same_site="strict", http_only=False, secure=False))
+    [(_, _, attrs)] = set_cookies(await site.client.post("/login"))
+    assert attrs["samesite"] == "Strict"
+    assert "httponly" not in attrs
+    assert "secure" not in attrs
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"path": "/app", "domain": "example.com", "same_site": "none", "partitioned": True},
+        {"same_site": "strict"},
+    ],
+    ids=["defaults", "cross-site", "strict"],
+)
+async def test_logout_expires_the_cookie_with_the_same_name_and_attributes(
+    options: dict[str, object],
+) -> None:
+    site = Site(identity(NEW, cookie_name="sid", max_age=3600, **options))
+    [(_, _, login)] = set_cookies(await site.client.post("/login"), "sid")
+    [(name, value, logout)] = set_cookies(await site.client.post("/logout"), "sid")
+    assert (name, value) == ("sid", "")
+    assert logout["max-age"] == "0"
+    expires = logout["expires"]
+    assert expires is not None and parsedate_to_datetime(expires).year == 1970
+    for attribute in ("path", "domain", "samesite", "secure", "httponly", "partitioned"):
+        assert logout.get(attribute, "absent") == login.get(attribute, "absent"), attribute
+
+
+# -- reading the identity ------------------------------------------------------------------------
+
+
+async def test_cookie_from_login_makes_the_user_known() -> None:
+    site = Site(identity(NEW))
+    value = await site.cookie_value("grace")
+    assert (await site.who_with(f"auth={value}")).text == "grace"
+    assert (await site.who_with()).text == "anonymous"
+
+
+async def test_authorized_user_reads_the_cookie_without_the_middleware() -> None:
+    ident = identity(NEW)
+    value = await Site(ident).cookie_value("ada")
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        seen.append((ident.authorized_user(req), Identity.user(req)))
+        return await w.send()
+
+    await TestClient(endpoint).get("/", headers={"cookie": f"auth={value}"})
+    await TestClient(endpoint).get("/")
+    # Identity.user is what the *middleware* found; without it, only authorized_user knows.
+    assert seen == [("ada", "ada"), (None, None)]
+
+
+@pytest.mark.parametrize(
+    "cookie_headers",
+    [
+        ["theme=dark; auth={V}; lang=en"],
+        ["theme=dark;auth={V};lang=en"],
+        ['auth="{V}"'],
+        ["theme=dark", "auth={V}", "lang=en"],
+        ["auth=not-a-valid-token; auth={V}"],
+        ["auth=", "auth={V}"],
+        ["other_auth=junk; auth={V}"],
+    ],
+    ids=[
+        "in-the-middle",
+        "no-spaces",
+        "quoted",
+        "several-cookie-headers",
+        "invalid-then-valid",
+        "empty-then-valid-header",
+        "longer-name-first",
+    ],
+)
+async def test_identity_cookie_is_found_among_other_cookies(cookie_headers: list[str]) -> None:
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    resp = await site.who_with(*(h.replace("{V}", value) for h in cookie_headers))
+    assert (resp.status, resp.text) == (200, "ada")
+
+
+@pytest.mark.parametrize(
+    "cookie", ["xauth={V}", "auth2={V}", "other={V}", "Auth={V}"], ids=str.lower
+)
+async def test_a_valid_token_under_another_cookie_name_is_not_ours(cookie: str) -> None:
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    assert (await site.who_with(cookie.replace("{V}", value))).text == "anonymous"
+
+
+# -- expiry, enforced on the server --------------------------------------------------------------
+
+
+async def test_cookie_older_than_max_age_is_anonymous_whatever_the_browser_sends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    site = Site(identity(NEW, max_age=60))
+    with signing_clock(seconds_ago=61):
+        value = await site.cookie_value("ada")
+    with caplog.at_level(logging.DEBUG, logger="tophat.identity"):
+        resp = await site.who_with(f"auth={value}")
+    assert (resp.status, resp.text) == (200, "anonymous")
+    assert any(
+        r.name == "tophat.identity" and r.levelno == logging.DEBUG and "expired" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_cookie_younger_than_max_age_is_still_valid() -> None:
+    site = Site(identity(NEW, max_age=60))
+    with signing_clock(seconds_ago=55):
+        value = await site.cookie_value("ada")
+    assert (await site.who_with(f"auth={value}")).text == "ada"
+
+
+async def test_expired_cookie_does_not_pass_the_login_requirement() -> None:
+    site = Site(identity(NEW, max_age=60))
+    with signing_clock(seconds_ago=120):
+        value = await site.cookie_value("ada")
+    resp = await site.client.get("/private", headers={"cookie": f"auth={value}"})
+    assert resp.status == 401
+    assert site.private_calls == 0
+
+
+# -- bad cookies: anonymous, never a 500, the reason logged at debug -----------------------------
+
+
+def _tampered(value: str) -> str:
+    # Same signature, another user: base64url('"eve"') in place of the payload.
+    return "ImV2ZSI" + value[value.index(".") :]
+
+
+def _truncated(value: str) -> str:
+    return value[:-6]
+
+
+def _bit_flipped_signature(value: str) -> str:
+    last = value[-1]
+    return value[:-1] + ("A" if last != "A" else "B")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _tampered,
+        _truncated,
+        _bit_flipped_signature,
+        lambda v: "garbage",
+        lambda v: "a.b.c",
+        lambda v: "!!!.###.$$$",
+        lambda v: "",
+        lambda v: v.split(".")[0],
+    ],
+    ids=[
+        "tampered",
+        "truncated",
+        "bad-signature",
+        "garbage",
+        "dotted-garbage",
+        "symbols",
+        "empty",
+        "payload-only",
+    ],
+)
+async def test_bad_cookie_is_anonymous_and_logged_at_debug(
+    make: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    bad = make(value)
+    assert bad != value
+    with caplog.at_level(logging.DEBUG, logger="tophat.identity"):
+        resp = await site.who_with(f"auth={bad}")
+        private = await site.client.get("/private", headers={"cookie": f"auth={bad}"})
+    assert (resp.status, resp.text) == (200, "anonymous")
+    assert private.status == 401
+    assert any(r.name == "tophat.identity" and r.levelno == logging.DEBUG for r in caplog.records)
+
+
+async def test_cookie_signed_with_another_key_is_anonymous_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    foreign = await Site(identity(OLDEST)).cookie_value("mallory")
+    site = Site(identity(NEW))
+    with caplog.at_level(logging.DEBUG, logger="tophat.identity"):
+        resp = await site.who_with(f"auth={foreign}")
+    assert (resp.status, resp.text) == (200, "anonymous")
+    assert any(
+        r.name == "tophat.identity" and "signature" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_cookie_signed_with_the_same_key_but_another_salt_is_anonymous() -> None:
+    other_use = await Site(identity(NEW, salt="password-reset")).cookie_value("ada")
+    assert (await Site(identity(NEW)).who_with(f"auth={other_use}")).text == "anonymous"
+
+
+# -- key rotation --------------------------------------------------------------------------------
+
+
+async def test_cookie_signed_with_the_previous_key_verifies_after_rotation() -> None:
+    before = await Site(identity(OLD)).cookie_value("ada")
+    after = Site(identity(NEW, OLD))
+    assert (await after.who_with(f"auth={before}")).text == "ada"
+
+
+async def test_new_cookies_are_signed_with_the_newest_key() -> None:
+    value = await Site(identity(NEW, OLD)).cookie_value("ada")
+    assert (await Site(identity(NEW)).who_with(f"auth={value}")).text == "ada"
+    assert (await Site(identity(OLD)).who_with(f"auth={value}")).text == "anonymous"
+
+
+async def test_cookie_signed_with_a_dropped_key_is_anonymous() -> None:
+    ancient = await Site(identity(OLDEST)).cookie_value("ada")
+    site = Site(identity(NEW, OLD))
+    assert (await site.who_with(f"auth={ancient}")).text == "anonymous"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "32 bytes"),
+        ("too-short-a-key", "32 bytes"),
+        (bytes(range(31)), "32 bytes"),
+        ("x" * 64, "placeholder"),
+        ("changeme" * 4, "placeholder"),
+        ("secret-0123456789-0123456789-0123", "placeholder"),
+        ([], "at least one"),
+        ([NEW, "short"], "32 bytes"),
+        ([NEW, "password" * 5], "placeholder"),
+    ],
+    ids=[
+        "empty",
+        "short",
+        "31-bytes",
+        "one-letter",
+        "changeme",
+        "secret-and-digits",
+        "empty-list",
+        "short-old-key",
+        "placeholder-old-key",
+    ],
+)
+def test_weak_or_missing_keys_are_refused_at_construction(key: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Identity(key)  # type: ignore[arg-type]
+
+
+def test_a_32_byte_random_key_is_accepted() -> None:
+    Identity(bytes(range(32)))
+    Identity([bytes(range(32)), NEW])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"same_site": "none", "secure": False}, "requires secure=True"),
+        ({"partitioned": True, "secure": False}, "requires secure=True"),
+        ({"same_site": "None"}, "same_site must be"),
+        ({"max_age": 0}, "max_age"),
+    ],
+    ids=["samesite-none-insecure", "partitioned-insecure", "samesite-spelling", "max-age-zero"],
+)
+def test_unsafe_cookie_settings_are_refused_at_construction(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Identity(NEW, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a;b", "a=b"])
+def test_invalid_cookie_name_is_refused_with_a_value_error(name: str) -> None:
+    # The class docstring: "Raises: ValueError ... or a bad cookie name".
+    with pytest.raises(ValueError):
+        Identity(NEW, cookie_name=name)
+
+
+# -- login requirement ---------------------------------------------------------------------------
+
+
+async def test_required_answers_401_with_a_challenge_when_nobody_is_logged_in() -> None:
+    site = Site(identity(NEW))
+    resp = await site.client.get("/private")
+    assert resp.status == 401
+    challenge = resp.headers.get("www-authenticate")
+    assert challenge is not None and challenge.strip()
+    assert site.private_calls == 0
+
+
+async def test_required_passes_through_when_logged_in() -> None:
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    resp = await site.client.get("/private", headers={"cookie": f"auth={value}"})
+    assert (resp.status, resp.text) == (200, "private for ada")
+    assert site.private_calls == 1
+
+
+# -- Vary, rolling refresh, size cap -------------------------------------------------------------
+
+
+async def test_responses_vary_on_cookie_when_the_identity_was_read() -> None:
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    for resp in (
+        await site.who_with(f"auth={value}"),
+        await site.who_with(),
+        await site.client.get("/private"),  # the 401 too
+        await site.client.get("/nowhere"),  # and a 404
+    ):
+        assert "cookie" in [v.lower() for v in resp.headers.get_list("vary")], resp
+
+
+async def test_vary_cookie_survives_an_endpoint_that_sets_its_own_vary() -> None:
+    ident = identity(NEW)
+
+    async def negotiated(req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.insert_header("Vary", "Accept-Language")
+        w.set_text(Identity.user(req) or "anonymous")
+        return await w.send()
+
+    resp = await TestClient(chain(ident.middleware)(negotiated)).get("/")
+    assert {"cookie", "accept-language"} <= {v.lower() for v in resp.headers.get_list("vary")}
+
+
+async def test_no_vary_cookie_without_the_identity_middleware() -> None:
+    ident = identity(NEW)
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        ident.set_auth_token("ada", w)
+        return await w.send()
+
+    resp = await TestClient(endpoint).get("/")
+    assert "vary" not in resp.headers
+
+
+async def test_rolling_reissues_the_cookie_past_half_of_max_age() -> None:
+    site = Site(identity(NEW, max_age=100, rolling=True))
+    with signing_clock(seconds_ago=60):
+        aged = await site.cookie_value("ada")
+    resp = await site.who_with(f"auth={aged}")
+    assert resp.text == "ada"
+    [(_, fresh, attrs)] = set_cookies(resp)
+    assert fresh != aged
+    assert attrs["max-age"] == "100" and "httponly" in attrs and "secure" in attrs
+    # The new cookie is freshly dated: an identity with a 10 s lifetime accepts it, not the old.
+    strict = Site(identity(NEW, max_age=10))
+    assert (await strict.who_with(f"auth={fresh}")).text == "ada"
+    assert (await strict.who_with(f"auth={aged}")).text == "anonymous"
+
+
+async def test_rolling_does_not_reissue_before_half_of_max_age() -> None:
+    site = Site(identity(NEW, max_age=100, rolling=True))
+    with signing_clock(seconds_ago=40):
+        young = await site.cookie_value("ada")
+    resp = await site.who_with(f"auth={young}")
+    assert resp.text == "ada"
+    assert set_cookies(resp) == []
+
+
+async def test_without_rolling_an_ageing_cookie_is_not_reissued() -> None:
+    site = Site(identity(NEW, max_age=100))
+    with signing_clock(seconds_ago=90):
+        old = await site.cookie_value("ada")
+    resp = await site.who_with(f"auth={old}")
+    assert resp.text == "ada"
+    assert set_cookies(resp) == []
+
+
+async def test_logout_of_an_ageing_rolling_session_sends_only_the_removal() -> None:
+    # RFC 6265 §4.1.1: servers SHOULD NOT send two Set-Cookie fields with the same name in one
+    # response. A refresh followed by a removal leaves the outcome to the browser's ordering.
+    site = Site(identity(NEW, max_age=100, rolling=True))
+    with signing_clock(seconds_ago=60):
+        aged = await site.cookie_value("ada")
+    resp = await site.client.post("/logout", headers={"cookie": f"auth={aged}"})
+    cookies = set_cookies(resp)
+    assert len(cookies) == 1
+    [(_, value, attrs)] = cookies
+    assert (value, attrs["max-age"]) == ("", "0")
+
+
+async def test_user_name_too_long_for_a_cookie_is_refused_and_nothing_is_sent() -> None:
+    ident = identity(NEW)
+    errors: list[str] = []
+
+    async def login(req: Request, w: ResponseWriter) -> ResponseWritten:
+        try:
+            ident.set_auth_token(await req.text(), w)
+        except ValueError as exc:
+            errors.append(str(exc))
+        return await w.send()
+
+    # Letters in no pattern: itsdangerous compresses the payload when that makes it shorter.
+    letters = "".join(random.Random(7).choices(string.ascii_letters, k=6000))
+    client = TestClient(login)
+    fits = await client.post("/", body=letters[:2500])
+    [header] = fits.headers.get_all("set-cookie")
+    assert len(header.encode()) <= MAX_COOKIE_SIZE
+
+    too_big = await client.post("/", body=letters)
+    assert too_big.status == 200
+    assert too_big.headers.get_all("set-cookie") == []
+    assert len(errors) == 1 and str(MAX_COOKIE_SIZE) in errors[0]
+
+
+def test_empty_user_is_refused() -> None:
+    ident = identity(NEW)
+
+    class _NoSink:
+        async def send_response(self, response: object) -> tuple[int, int]:
+            raise AssertionError("never sent")
+
+    w = ResponseWriter(_NoSink())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty"):
+        ident.set_auth_token("", w)
+    assert w.response.headers.get_all("set-cookie") == []
+
+
+# -- examples/identity.py, carrying the cookie by hand -------------------------------------------
+
+
+async def test_identity_example_login_hello_private_logout_flow() -> None:
+    client = TestClient(identity_example.app)
+
+    login = await client.post("/login?user=ada")
+    assert (login.status, login.text) == (200, "logged in as ada")
+    [(name, value, attrs)] = set_cookies(login, "tophat-auth")
+    assert "httponly" in attrs and "secure" in attrs and attrs["samesite"] == "Lax"
+    assert attrs["max-age"] == "3600"
+    jar = f"{name}={value}"
+
+    hello = await client.get("/hello", headers={"cookie": jar})
+    assert (hello.status, hello.text) == (200, "hello, ada")
+    assert "Cookie" in hello.headers.get_list("vary")
+
+    private = await client.get("/private", headers={"cookie": jar})
+    assert (private.status, private.text) == (200, "secret things for ada")
+
+    logout = await client.post("/logout", headers={"cookie": jar})
+    assert (logout.status, logout.text) == (200, "logged out")
+    [(_, removed, removal)] = set_cookies(logout, "tophat-auth")
+    assert (removed, removal["max-age"]) == ("", "0")
+    jar = f"{name}={removed}"  # what a browser keeps after the removal: nothing usable
+
+    assert (await client.get("/hello", headers={"cookie": jar})).text == "hello, stranger"
+    assert (await client.get("/private", headers={"cookie": jar})).status == 401
+
+
+async def test_identity_example_answers_strangers() -> None:
+    client = TestClient(identity_example.app)
+    assert (await client.get("/hello")).text == "hello, stranger"
+    private = await client.get("/private")
+    assert private.status == 401
+    assert "www-authenticate" in private.headers
+    nobody = await client.post("/login")
+    assert nobody.status == 400
+    assert nobody.headers.get_all("set-cookie") == []
+
+
+async def test_identity_example_login_takes_the_user_from_the_body_too() -> None:
+    client = TestClient(identity_example.app)
+    login = await client.post("/login", body="grace\n")
+    assert login.text == "logged in as grace"
+    [(name, value, _)] = set_cookies(login, "tophat-auth")
+    hello = await client.get("/hello", headers={"cookie": f"{name}={value}"})
+    assert hello.text == "hello, grace"
