@@ -68,7 +68,7 @@ _PLACEHOLDER_WORDS = (
     "example",
     "dummy",
 )
-_PLACEHOLDER_STEMS = frozenset({"", "secret", "key", "test", "token", "admin", "tophat"})
+_PLACEHOLDER_STEMS = frozenset({"secret", "key", "test", "token", "admin", "tophat"})
 
 
 def _key_bytes(key: str | bytes) -> bytes:
