@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -45,10 +45,17 @@ E = TypeVar("E", bound=Endpoint)
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §9.1: method = token
 _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:<([a-z]+)>)?")
 _NO = object()  # a converter's "does not match"
+_ANY = "*"  # the method of a mount's routes: every method (user methods are checked tokens,
+# and "*" is a token too, so at() refuses it below)
 
 
 def _int(text: str) -> object:
-    return int(text) if text.isascii() and text.isdigit() else _NO
+    if not (text.isascii() and text.isdigit()):
+        return _NO
+    try:
+        return int(text)
+    except ValueError:  # over Python's int-parsing digit limit (CVE-2020-10735 guard)
+        return _NO
 
 
 def _uuid(text: str) -> object:
@@ -91,6 +98,13 @@ class _Leaf:
     pattern: str  # the first pattern registered here (for messages and introspection)
     routes: dict[str, Route] = field(default_factory=dict)
     methods_allowed: str = ""  # precomputed Allow value
+    any: Route | None = None  # a mount: every method
+
+    def route_for(self, method: str) -> Route | None:
+        route = self.routes.get(method)
+        if route is None and method == "HEAD":
+            route = self.routes.get("GET")  # automatic HEAD for GET routes
+        return route or self.any
 
 
 @dataclass(slots=True)
@@ -197,26 +211,42 @@ class Router:
             RouteError: for a malformed pattern, the same method and pattern twice, a
                 catch-all that is not last, a parameter name used twice, or a taken name.
         """
-        if not isinstance(method, str) or _METHOD.fullmatch(method) is None:
+        if not isinstance(method, str) or _METHOD.fullmatch(method) is None or method == _ANY:
             raise RouteError(f"method {method!r} is not an HTTP method token (e.g. 'GET')")
+        return self._add_route(method, pattern, endpoint, name)
+
+    def _check(self, method: str, pattern: str, name: str | None) -> tuple[_Parsed, str]:
+        """Raise RouteError if the route cannot be added; nothing is changed."""
         parsed = _parse(pattern)
-        key = (method, _shape(parsed))
-        if key in self._shapes:
-            other = self._shapes[key]
-            raise RouteError(
-                f"route {method} {pattern!r} conflicts with {other.method} {other.pattern!r}: "
-                "both match exactly the same requests; remove one or change its path"
-            )
+        shape = _shape(parsed)
+        for key in [(method, shape)] if method == _ANY else [(method, shape), (_ANY, shape)]:
+            other = self._shapes.get(key)
+            if other is None and method == _ANY:
+                other = next((r for (m, s), r in self._shapes.items() if s == shape), None)
+            if other is not None:
+                raise RouteError(
+                    f"route {method} {pattern!r} conflicts with {other.method} "
+                    f"{other.pattern!r}: both match exactly the same requests; remove one or "
+                    "change its path"
+                )
         if name is not None and name in self._names:
             other = self._names[name][0]
             raise RouteError(
                 f"route name {name!r} is taken by {other.method} {other.pattern!r}; "
                 "route names must be unique"
             )
+        return parsed, shape
+
+    def _add_route(self, method: str, pattern: str, endpoint: Endpoint, name: str | None) -> Route:
+        parsed, shape = self._check(method, pattern, name)
+        key = (method, shape)
         route = Route(method, pattern, endpoint, name, parsed.names)
         leaf = self._insert(parsed, pattern)
-        leaf.routes[method] = route
-        leaf.methods_allowed = _allow(leaf.routes)
+        if method == _ANY:
+            leaf.any = route
+        else:
+            leaf.routes[method] = route
+            leaf.methods_allowed = _allow(leaf.routes)
         self._shapes[key] = route
         if name is not None:
             self._names[name] = (route, parsed)
@@ -311,9 +341,11 @@ class Router:
         if ":" in prefix or "*" in prefix:
             raise RouteError(f"mount prefix {prefix!r} must be static (no ':' or '*')")
         mounted = _Mounted(prefix, endpoint)
-        for method in _MOUNT_METHODS:
-            self.at(method, prefix + "/*__rest", mounted)
-            self.at(method, prefix or "/", mounted)
+        patterns = (prefix + "/*__rest", prefix or "/")
+        for pattern in patterns:  # all or nothing: check both before adding either
+            self._check(_ANY, pattern, None)
+        for pattern in patterns:
+            self._add_route(_ANY, pattern, mounted, None)
 
     def data(self, obj: Any, *, as_type: type | None = None) -> None:
         """Share ``obj`` with every endpoint of this router: ``req.data(type(obj))`` returns it.
@@ -343,7 +375,10 @@ class Router:
             if kind == "static":
                 out.append(quote(value, safe="!$&'()*+,;=:@"))
             elif kind == "param":
-                out.append(quote(str(params[value]), safe=""))
+                text = str(params[value])
+                if not text:
+                    raise ValueError(f"url_for({name!r}): parameter {value!r} cannot be empty")
+                out.append(quote(text, safe=""))
             else:
                 out.append(quote(str(params[value]), safe="/"))
         return "/" + "/".join(out)
@@ -374,13 +409,6 @@ class Router:
 
     # -- matching -----------------------------------------------------------------------------
 
-    def _candidates(self, raw_path: str) -> Iterator[tuple[_Leaf, list[Any]]]:
-        """Leaves whose pattern matches ``raw_path``, best first, with their captures."""
-        segs = raw_path.split("/")[1:]
-        if "%" in raw_path:
-            segs = [unquote(s, errors="surrogateescape") if "%" in s else s for s in segs]
-        return _walk(self._root, segs, 0, [])
-
     def lookup(self, method: str, raw_path: str) -> tuple[Route | None, dict[str, Any], str]:
         """Find the route for ``method`` and ``raw_path``.
 
@@ -389,20 +417,18 @@ class Router:
         no pattern matched the path: a 404).
         """
         leaf = self._static.get(raw_path)
-        if leaf is not None:
-            route = leaf.routes.get(method) or (
-                leaf.routes.get("GET") if method == "HEAD" else None
-            )
+        if leaf is not None:  # fast path: a static pattern always ranks first
+            route = leaf.route_for(method)
             if route is not None:
                 return route, {}, ""
+        segs = raw_path.split("/")[1:]
+        if "%" in raw_path:
+            segs = [unquote(s, errors="surrogateescape") if "%" in s else s for s in segs]
         allowed: list[str] = []
-        for leaf, caps in self._candidates(raw_path):
-            route = leaf.routes.get(method) or (
-                leaf.routes.get("GET") if method == "HEAD" else None
-            )
-            if route is not None:
-                return route, dict(zip(route.param_names, caps, strict=False)), ""
-            allowed.append(leaf.methods_allowed)
+        caps: list[Any] = []
+        route = _find(self._root, segs, 0, caps, method, allowed)
+        if route is not None:
+            return route, dict(zip(route.param_names, caps, strict=True)), ""
         return None, {}, _merge_allow(allowed)
 
     async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
@@ -430,10 +456,10 @@ class Router:
 
     def _slash_redirect(self, req: Request) -> str | None:
         path = req.raw_path
-        if path.startswith("//") or path == "/":
+        if not path.startswith("/") or path.startswith("//") or path == "/":
             return None  # never anything that could read as a scheme-relative //host
         if path.endswith("/"):
-            other = path.rstrip("/")
+            other = path[:-1]  # one slash: "../last" climbs exactly one level
             # "../last": from /a/b/ it resolves to /a/b. Never starts with "/".
             last = other.rsplit("/", 1)[1]
             location = "../" + last if last else None
@@ -441,14 +467,16 @@ class Router:
             other = path + "/"
             # "./last/": the "./" keeps a segment with ':' from reading as a scheme.
             location = "./" + path.rsplit("/", 1)[1] + "/"
-        if location is None or not other or not any(True for _ in self._candidates(other)):
+        if location is None or not other:
+            return None
+        route, _, allow = self.lookup(req.method, other)
+        if route is None and not allow:
             return None
         if req.query_string:
             location += "?" + req.query_string
         return location
 
 
-_MOUNT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class _Mounted:
@@ -474,26 +502,46 @@ class _Mounted:
             req.params = saved[2]
 
 
-def _walk(
-    node: _Node, segs: list[str], i: int, caps: list[Any]
-) -> Iterator[tuple[_Leaf, list[Any]]]:
+def _find(
+    node: _Node, segs: list[str], i: int, caps: list[Any], method: str, allowed: list[str]
+) -> Route | None:
+    """Depth-first, best rank first: the first matching pattern with a route for ``method``.
+
+    ``caps`` collects the captures of the path being tried (and holds the winner's on return);
+    ``allowed`` collects the Allow values of patterns that matched the path but not the method.
+    """
     if i == len(segs):
-        if node.leaf is not None:
-            yield node.leaf, caps
-        if node.catchall is not None:
-            yield node.catchall, [*caps, ""]
-        return
+        # "/files/*path" matches "/files/" (path == "") but not "/files": strict slashes.
+        leaf = node.leaf
+        if leaf is not None:
+            route = leaf.route_for(method)
+            if route is not None:
+                return route
+            allowed.append(leaf.methods_allowed)
+        return None
     seg = segs[i]
     child = node.static.get(seg)
     if child is not None:
-        yield from _walk(child, segs, i + 1, caps)
+        route = _find(child, segs, i + 1, caps, method, allowed)
+        if route is not None:
+            return route
     if seg:  # a parameter never matches an empty segment
         for _, _, convert, child in node.params:
             value = convert(seg)
             if value is not _NO:
-                yield from _walk(child, segs, i + 1, [*caps, value])
-    if node.catchall is not None:
-        yield node.catchall, [*caps, "/".join(segs[i:])]
+                caps.append(value)
+                route = _find(child, segs, i + 1, caps, method, allowed)
+                if route is not None:
+                    return route
+                caps.pop()
+    leaf = node.catchall
+    if leaf is not None:
+        route = leaf.route_for(method)
+        if route is not None:
+            caps.append("/".join(segs[i:]))
+            return route
+        allowed.append(leaf.methods_allowed)
+    return None
 
 
 def _allow(routes: Mapping[str, Route]) -> str:
