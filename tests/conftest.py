@@ -1,7 +1,7 @@
 """Shared fixtures: every async test runs on each backend in ``anyio_backend``.
 
-In-memory tests (through ``tophat.testing``) touch no runtime, so they run on asyncio *and*
-trio. Tests of the asyncio runtime pin ``anyio_backend`` to ``"asyncio"`` in their module.
+In-memory tests (through ``tophat.testing``) touch no runtime, so they run on asyncio, asyncio
+with uvloop, and trio. Tests of one runtime pin ``anyio_backend`` in their module.
 """
 
 from __future__ import annotations
@@ -10,10 +10,16 @@ import inspect
 
 import pytest
 
+BACKENDS = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    pytest.param("trio", id="trio"),
+]
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    return request.param
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -132,8 +132,8 @@ async def test_routing_example_creates_with_a_location_from_url_for() -> None:
 
 
 @pytest.fixture
-def asyncio_only(anyio_backend: str) -> None:
-    if anyio_backend != "asyncio":
+def asyncio_only(anyio_backend: object) -> None:
+    if anyio_backend == "trio":
         pytest.skip("the SSE example's broadcaster is written for asyncio")
 
 
