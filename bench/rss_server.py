@@ -33,7 +33,9 @@ def main() -> None:
         print(f"PORT {server.port}", flush=True)
 
     asyncio.run(
-        tophat.serve(app, "127.0.0.1", args.port, opts=ServerOpts(max_body_size=None), ready=ready)
+        tophat.serve_asyncio(
+            app, "127.0.0.1", args.port, opts=ServerOpts(max_body_size=None), ready=ready
+        )
     )
 
 

@@ -164,7 +164,7 @@ async def serve_protocol_no_timeouts(port: int) -> None:
     opts = tophat.ServerOpts(
         head_timeout=None, body_timeout=None, keep_alive_timeout=None, write_timeout=None
     )
-    await tophat.serve(
+    await tophat.serve_asyncio(
         app, HOST, port, opts=opts, ready=lambda s: print(f"PORT {s.port}", flush=True)
     )
 

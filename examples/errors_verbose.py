@@ -8,7 +8,6 @@ Run: python -m tophat examples.errors_verbose:app --port 8000 --verbose-glitch
 Verbose glitches can leak internals (paths, SQL, keys): never turn them on in production.
 """
 
-import asyncio
 import json
 
 from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts, serve
@@ -30,4 +29,4 @@ async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(app, "127.0.0.1", 8000, opts=OPTS))
+    serve(app, "127.0.0.1", 8000, opts=OPTS)

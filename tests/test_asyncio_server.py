@@ -682,7 +682,7 @@ async def test_refusal_closes_gracefully_while_the_client_is_still_sending() -> 
 async def test_serve_without_signal_handlers_stops_when_cancelled() -> None:
     ready: asyncio.Future[Server] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
-        tophat.serve(hello, HOST, 0, handle_signals=False, ready=ready.set_result)
+        tophat.serve_asyncio(hello, HOST, 0, handle_signals=False, ready=ready.set_result)
     )
     with anyio.fail_after(5):
         server = await ready

@@ -10,11 +10,13 @@ did (:class:`ResponseWritten`)::
 
 from __future__ import annotations
 
-from ._asyncio import Server, serve, start_server
+from ._asyncio import Server, start_server
+from ._asyncio import serve as serve_asyncio
 from ._connection import Endpoint, accept
 from ._headers import HeaderError, Headers
 from ._opts import ServerOpts
 from ._request import Query, Request, Stopping
+from ._serve import MissingExtra, Runtime, serve, serve_trio
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
 from ._writer import Response, ResponseWriter, ResponseWritten, ServerSentEvent
 from .glitch import Glitch
@@ -26,12 +28,14 @@ __all__ = [
     "Glitch",
     "HeaderError",
     "Headers",
+    "MissingExtra",
     "Phase",
     "Query",
     "Request",
     "Response",
     "ResponseWriter",
     "ResponseWritten",
+    "Runtime",
     "Server",
     "ServerOpts",
     "ServerSentEvent",
@@ -41,5 +45,7 @@ __all__ = [
     "StreamTimeout",
     "accept",
     "serve",
+    "serve_asyncio",
+    "serve_trio",
     "start_server",
 ]

@@ -7,16 +7,16 @@ Serves the endpoint ``ATTR`` of ``MODULE``, logs the address it listens on, and 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 
-from ._asyncio import serve
 from ._connection import Endpoint
 from ._opts import ServerOpts
+from ._serve import RUNTIMES, MissingExtra, check_runtime, serve
 
 log = logging.getLogger("tophat.cli")
 
@@ -64,7 +64,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verbose-glitch", action="store_true", help="show Glitch causes to clients (debugging)"
     )
+    p.add_argument(
+        "--runtime",
+        default="asyncio",
+        choices=RUNTIMES,
+        help="event loop: asyncio (default), uvloop (tophat[fast]) or trio (tophat[trio])",
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the port (default 1)")
+    p.add_argument("--uds", metavar="PATH", help="listen on a Unix domain socket instead of a port")
+    p.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS with this certificate chain")
+    p.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     return p
+
+
+def _ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None:
+        raise SystemExit("error: --ssl-keyfile needs --ssl-certfile")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # TLS 1.2+, safe ciphers
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,18 +93,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        check_runtime(args.runtime)
+    except MissingExtra as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.workers < 1:
+        raise SystemExit("error: --workers must be >= 1")
     endpoint = load_endpoint(args.app)
     opts = ServerOpts(
         access_log=args.access_log,
         server_header=args.server_header,
         verbose_glitch=args.verbose_glitch,
     )
+    context = _ssl_context(args.ssl_certfile, args.ssl_keyfile)
     try:
-        asyncio.run(serve(endpoint, args.host, args.port, opts=opts))
+        serve(
+            endpoint,
+            args.host,
+            args.port,
+            opts=opts,
+            runtime=args.runtime,
+            workers=args.workers,
+            ssl=context,
+            uds=args.uds,
+        )
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        where = args.uds or f"{args.host}:{args.port}"
+        log.error("cannot listen on %s: %s", where, exc)
         return 1
     return 0
 

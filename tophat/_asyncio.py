@@ -16,13 +16,13 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any
+from ssl import SSLContext
 
 from ._connection import Endpoint, accept
 from ._opts import ServerOpts
 from ._stream import Phase, StreamClosed, StreamTimeout
 
-__all__ = ["Server", "serve", "start_server"]
+__all__ = ["Server", "listen_url", "serve", "start_server"]
 
 log = logging.getLogger("tophat.server")
 
@@ -281,6 +281,7 @@ class Server:
         self._closing = False
         self.stopping = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
+        self.tls = False
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -291,14 +292,27 @@ class Server:
         """The port of the first listening socket (handy with ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
-    async def _listen(self, host: str, port: int, sock: socket.socket | None, **kw: Any) -> None:
+    async def _listen(
+        self,
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        ssl: SSLContext | None,
+        uds: str | None,
+    ) -> None:
         factory: Callable[[], _Conn] = lambda: _Conn(self)  # noqa: E731
-        if sock is not None:
-            self._server = await self._loop.create_server(factory, sock=sock, **kw)
-        else:
-            self._server = await self._loop.create_server(
-                factory, host, port, reuse_address=True, backlog=2048, **kw
+        loop = self._loop
+        if uds is not None or (sock is not None and sock.family == socket.AF_UNIX):
+            self._server = await loop.create_unix_server(
+                factory, path=uds if sock is None else None, sock=sock, ssl=ssl, backlog=2048
             )
+        elif sock is not None:
+            self._server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=2048)
+        else:
+            self._server = await loop.create_server(
+                factory, host, port, reuse_address=True, backlog=2048, ssl=ssl
+            )
+        self.tls = ssl is not None
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within ``grace``, then close everything.
@@ -337,10 +351,21 @@ async def start_server(
     *,
     opts: ServerOpts | None = None,
     sock: socket.socket | None = None,
+    ssl: SSLContext | None = None,
+    uds: str | None = None,
 ) -> Server:
-    """Start listening and serving in the background; return the :class:`Server`."""
+    """Start listening and serving in the background; return the :class:`Server`.
+
+    Args:
+        endpoint: the endpoint answering every request.
+        host, port: where to listen (``port=0``: any free port, see ``Server.port``).
+        opts: limits and timeouts.
+        sock: an already-bound listening socket (TCP or Unix) to use instead of host/port.
+        ssl: serve TLS with this context (requests then have ``scheme == "https"``).
+        uds: listen on this Unix domain socket path instead of host/port.
+    """
     server = Server(endpoint, opts or ServerOpts())
-    await server._listen(host, port, sock)
+    await server._listen(host, port, sock, ssl, uds)
     return server
 
 
@@ -351,22 +376,22 @@ async def serve(
     *,
     opts: ServerOpts | None = None,
     sock: socket.socket | None = None,
+    ssl: SSLContext | None = None,
+    uds: str | None = None,
     handle_signals: bool = True,
     ready: Callable[[Server], None] | None = None,
 ) -> None:
-    """Serve ``endpoint`` until SIGINT/SIGTERM (or cancellation), then shut down gracefully.
+    """Serve ``endpoint`` on the running asyncio loop until SIGINT/SIGTERM or cancellation.
+
+    Then shut down gracefully. The arguments are those of :func:`start_server`, plus:
 
     Args:
-        endpoint: the endpoint answering every request.
-        host, port: where to listen (ignored when ``sock`` is given).
-        opts: limits and timeouts.
-        sock: an already-bound listening socket to use instead.
         handle_signals: install SIGINT/SIGTERM handlers that start the graceful shutdown.
         ready: called with the server once it listens (e.g. to log the address).
     """
-    server = await start_server(endpoint, host, port, opts=opts, sock=sock)
+    server = await start_server(endpoint, host, port, opts=opts, sock=sock, ssl=ssl, uds=uds)
     for s in server.sockets:
-        log.info("tophat listening on %s", _url(s))
+        log.info("tophat listening on %s", listen_url(s, tls=ssl is not None))
     if ready is not None:
         ready(server)
     stop = asyncio.Event()
@@ -389,10 +414,12 @@ async def serve(
     log.info("stopped")
 
 
-def _url(sock: socket.socket) -> str:
+def listen_url(sock: socket.socket, *, tls: bool = False) -> str:
+    """How a listening socket is reached, for the log line: ``http://127.0.0.1:8000``."""
     addr = sock.getsockname()
+    scheme = "https" if tls else "http"
     if sock.family == socket.AF_INET6:
-        return f"http://[{addr[0]}]:{addr[1]}"
+        return f"{scheme}://[{addr[0]}]:{addr[1]}"
     if sock.family == socket.AF_INET:
-        return f"http://{addr[0]}:{addr[1]}"
-    return str(addr)
+        return f"{scheme}://{addr[0]}:{addr[1]}"
+    return f"{scheme}+unix:{addr}"

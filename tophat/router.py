@@ -477,8 +477,6 @@ class Router:
         return location
 
 
-
-
 class _Mounted:
     """Calls a mounted endpoint with the prefix moved from the path to ``root_path``."""
 
