@@ -17,6 +17,7 @@ import signal
 import socket
 from collections.abc import Callable
 from ssl import SSLContext
+from typing import cast
 
 from ._connection import Endpoint, accept
 from ._opts import ServerOpts
@@ -67,8 +68,9 @@ class _Conn(asyncio.Protocol):
     # -- protocol callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        transport = self._transport
         server = self._server
         limit = self._opts.max_connections
         if server._closing or (limit is not None and len(server._conns) >= limit):
