@@ -138,7 +138,7 @@ async def test_killing_a_worker_loses_nothing_of_the_others_and_it_is_replaced(
     while replacement is None:
         assert time.monotonic() - killed_at < 2.0, "no replacement worker within 2 s"
         try:
-            r, w, pid = await asyncio.wait_for(_connect(cluster.port), 1)
+            _r, w, pid = await asyncio.wait_for(_connect(cluster.port), 1)
             w.close()
             if pid not in pids:
                 replacement = pid

@@ -16,6 +16,7 @@ shutdown (``ServerOpts.shutdown_grace`` plus a margin), then kills what is left.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -84,10 +85,8 @@ def _worker_main(
     if sock is None:
         sock = _reuseport_socket(host, port)
         sock.listen(2048)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_one(endpoint, host, port, opts=opts, runtime=runtime, ssl=ssl, uds=None, sock=sock)
-    except KeyboardInterrupt:
-        pass
 
 
 def supervise(
