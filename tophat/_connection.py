@@ -1,9 +1,11 @@
 """accept(): serve one HTTP/1.1 connection over any byte stream, until it ends.
 
-This module never imports a runtime. It drives an ``h11.Connection`` with bytes from a
-:class:`~tophat._stream.Stream`, checks each request head with the strict layer in
-``_validate``, runs the endpoint, and decides after every exchange whether the connection may
-carry another request.
+This module never imports a runtime. It feeds bytes from a :class:`~tophat._stream.Stream` to
+a request parser (``_parse``: h11 or httptools), checks each request head with the strict layer
+in ``_validate``, runs the endpoint, writes the response with ``_serialize``, and decides after
+every exchange whether the connection may carry another request. The connection's HTTP state
+(keep-alive, 100-continue, framing of what we send) is kept here, in a few fields, not in the
+parser.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 
-import h11
-
+from . import _serialize
 from ._headers import Headers
 from ._opts import ServerOpts
+from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, make_parser
 from ._request import NEVER_STOPPING, Request, Stopping
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
-from ._validate import TE_REFUSAL_STATUS, check_request
+from ._validate import check_request
 from ._writer import Response, ResponseWriter, ResponseWritten
 from .glitch import Glitch, reason_phrase
 
@@ -38,15 +40,31 @@ _DEFAULT_OPTS = ServerOpts()
 # RFC 9110 §6.4.1 / §15.3.5 / §15.4.5: responses to HEAD, and 1xx, 204 and 304 responses, never
 # carry content. RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
 _NO_CONTENT_STATUS = frozenset((204, 304))
-# Framing is computed from the body, never taken from the user (RFC 9112 §6).
-_FRAMING = frozenset(("content-length", "transfer-encoding"))
+# Framing is computed from the body, never taken from the user (RFC 9112 §6); the connection
+# header is ours too (a user "Connection: close" asks us to close; other values are dropped).
+_SERVER_MANAGED = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
+_CLOSE = (b"Connection", b"close")
+_CLOSE_OURS = (b"connection", b"close")
+_CHUNKED = (b"Transfer-Encoding", b"chunked")
 
 _BROKEN = (OSError, StreamClosed)
-_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 
 class _Aborted(Exception):
     """The response could not be completed; the connection must close."""
+
+
+class _LengthMismatch(Exception):
+    def __init__(self, declared: int, written: int) -> None:
+        super().__init__(
+            f"a streamed response body declared {declared} bytes but yielded "
+            f"{'more' if written > declared else written}"
+        )
+
+
+# A fixed body up to this size is sent in one write with the head; a larger one separately,
+# which saves copying it.
+_COALESCE = 16 * 1024
 
 
 class _Body:
@@ -71,16 +89,15 @@ class _Body:
 class _Connection:
     __slots__ = (
         "_body",
-        "_cached_date",
-        "_eof",
+        "_expect_continue",
         "_must_close",
         "_request",
         "_response_started",
         "_set_phase",
         "client",
         "endpoint",
-        "h11",
         "opts",
+        "parser",
         "scheme",
         "server",
         "stopping",
@@ -104,10 +121,10 @@ class _Connection:
         self.server = server
         self.scheme = scheme
         self.stopping = stopping
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=opts.max_head_size)
+        self.parser: Parser = make_parser(opts.parser, opts.max_head_size)
         set_phase: Callable[[Phase], None] | None = getattr(stream, "set_phase", None)
         self._set_phase = set_phase
-        self._eof = False
+        self._expect_continue = False  # the client waits for "100 Continue" before its body
         self._body: _Body | None = None
         self._request: Request | None = None
         self._response_started = False
@@ -115,84 +132,72 @@ class _Connection:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _buffered(self) -> int:
-        # Bytes h11 holds but has not parsed. h11 exposes them only as a copy (trailing_data);
-        # its receive buffer's length is the cheap answer (pinned by test_h11_leniency).
-        return len(self.h11._receive_buffer)
-
     async def _receive(self, phase: Phase) -> None:
         if self._set_phase is not None:
             self._set_phase(phase)
-        data = await self.stream.receive_some(self.opts.read_size)
-        if not data:
-            self._eof = True
-        self.h11.receive_data(data)
+        self.parser.feed(await self.stream.receive_some(self.opts.read_size))
 
-    async def _next_request(self) -> tuple[h11.Request, int] | None:
-        """The next request head and its size in bytes, or None when the client is done."""
-        conn = self.h11
-        start = self._buffered()
-        received = 0
+    async def _next_request(self) -> Head | None:
+        """The next request head, or None when the client is done (or we are stopping)."""
+        parser = self.parser
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                phase: Phase = "head" if self._buffered() else "idle"
+            event = parser.next_event()
+            if event is NEED_DATA:
+                phase: Phase = "head" if parser.buffered() else "idle"
                 if phase == "idle" and self.stopping.is_set():
                     return None
-                before = self._buffered()
                 await self._receive(phase)
-                received += self._buffered() - before
                 continue
-            if isinstance(event, h11.Request):
-                return event, start + received - self._buffered()
-            if isinstance(event, h11.ConnectionClosed):
+            if type(event) is Head:
+                return event
+            if event is CLOSED:
                 return None
-            # PAUSED cannot happen here: we never call next_event after a refused CONNECT.
-            raise RuntimeError(f"unexpected h11 event {event!r} while waiting for a request")
+            raise RuntimeError(f"unexpected parser event {event!r} while waiting for a request")
 
     async def _read_body_piece(self, body: _Body) -> bytes | None:
-        conn = self.h11
+        parser = self.parser
         while True:
             try:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    if conn.they_are_waiting_for_100_continue and not self._response_started:
+                event = parser.next_event()
+                if event is NEED_DATA:
+                    if self._expect_continue:
                         # RFC 9110 §10.1.1: send 100 (Continue) once we start reading the body.
-                        await self._send(conn.send(_CONTINUE))
+                        self._expect_continue = False
+                        if not self._response_started:
+                            await self._send(_serialize.CONTINUE)
                     await self._receive("body")
                     continue
-            except h11.RemoteProtocolError as exc:
+            except ParseError as exc:
                 self._must_close = True
-                if self._eof:
+                if parser.at_eof:
                     raise Glitch(400, "Incomplete request body", cause=exc) from exc
-                raise Glitch(exc.error_status_hint, "Invalid request body", cause=exc) from exc
+                raise Glitch(exc.status, "Invalid request body", cause=exc) from exc
             except StreamTimeout as exc:
                 self._must_close = True
                 raise Glitch(408, "Request body timeout", cause=exc) from exc
-            if isinstance(event, h11.Data):
-                body.received += len(event.data)
+            if type(event) is bytes:
+                self._expect_continue = False  # the client sent its body without waiting
+                body.received += len(event)
                 limit = self.opts.max_body_size
                 if limit is not None and body.received > limit:
                     self._must_close = True
                     raise Glitch(413, "Content Too Large")
-                return bytes(event.data)
-            if isinstance(event, h11.EndOfMessage):
+                return event
+            if type(event) is End:
+                self._expect_continue = False
                 body.finished = True
-                body.trailers = _headers(event.headers) if event.headers else None
+                body.trailers = _headers(event.trailers) if event.trailers else None
                 return None
-            raise RuntimeError(f"unexpected h11 event {event!r} while reading a body")
+            raise RuntimeError(f"unexpected parser event {event!r} while reading a body")
 
     async def _drain(self) -> bool:
         """Discard what is left of an unread request body; False if the connection must close."""
         body = self._body
-        conn = self.h11
-        if conn.their_state is h11.DONE:
+        if body is None:
+            return False
+        if body.finished:
             return True
-        if (
-            conn.their_state is not h11.SEND_BODY
-            or body is None
-            or conn.they_are_waiting_for_100_continue
-        ):
+        if self._expect_continue:
             # An unanswered Expect: 100-continue: the client may never send the body, so we
             # cannot wait for it (RFC 9110 §10.1.1); we said Connection: close instead.
             return False
@@ -234,8 +239,10 @@ class _Connection:
         status = response.status
         headers: list[tuple[bytes, bytes]] = []
         has_date = has_server = False
+        user_close = False
         for lname, name, value in response.headers._items:
-            if lname in _FRAMING:
+            if lname in _SERVER_MANAGED:
+                user_close = user_close or (lname == "connection" and "close" in value.lower())
                 continue
             if lname == "date":
                 has_date = True
@@ -246,33 +253,43 @@ class _Connection:
             headers.append((b"date", self._date()))
         if not has_server and self.opts.server_header:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
+        keep_alive_requested = self._keep_alive_requested(request)
         close = (
             self._must_close
-            or self.h11.they_are_waiting_for_100_continue
+            or user_close
+            or self._expect_continue
             or self.stopping.is_set()
-            or not self._keep_alive_requested(request)
+            or not keep_alive_requested
         )
+        chunked = False
         if status in _NO_CONTENT_STATUS:
             pass
         elif response.length is not None:
             headers.append((b"content-length", str(response.length).encode()))
         elif request.version == "1.1":
-            headers.append((b"transfer-encoding", b"chunked"))
+            chunked = True
         else:
             close = True  # RFC 9112 §6.3: an HTTP/1.0 client reads the body until the close
         if close:
-            # We will close after this response: say so (RFC 9112 §9.6).
-            headers.append((b"connection", b"close"))
+            self._must_close = True  # we will close after this response: say so (RFC 9112 §9.6)
+        # Where and how the framing and close headers go reproduces h11's serializer byte for
+        # byte (tests/test_serialize.py): a close we decide stays where we add it; one the
+        # request asked for, and Transfer-Encoding, go last, title-cased.
+        if close and keep_alive_requested:
+            headers.append(_CLOSE_OURS)
+        if chunked:
+            headers.append(_CHUNKED)
+        if close and not keep_alive_requested:
+            headers.append(_CLOSE)
         return headers
 
     @staticmethod
     def _keep_alive_requested(request: Request) -> bool:
-        # h11 keeps HTTP/1.1 connections alive unless a side says "close", and never keeps
-        # HTTP/1.0 ones (RFC 9112 §9.3: persistence for 1.0 is an old, optional extension).
+        # HTTP/1.1 connections persist unless a side says "close"; we never keep HTTP/1.0 ones
+        # (RFC 9112 §9.3: persistence for 1.0 is an old, optional extension), as h11 does not.
         if request.version != "1.1":
             return False
-        value = request.headers.get("connection")
-        return value is None or "close" not in value.lower()
+        return not any("close" in v.lower() for v in request.headers.get_all("connection"))
 
     async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
         """Put ``response`` on the wire (the writer's sink); return (status, headers, body bytes).
@@ -300,40 +317,47 @@ class _Connection:
                 except BaseException:
                     await _aclose(pieces)
                     raise
-        conn = self.h11
         self._response_started = True
         written = 0
         headers = self._head(response, request)
+        data = _serialize.head(status, headers)
         try:
-            data = conn.send(
-                h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
-            )
-            assert data is not None
             if pieces is None:
                 if body and not no_body:
                     assert isinstance(body, bytes)
-                    data += conn.send(h11.Data(data=body))
                     written = len(body)
-                data += conn.send(h11.EndOfMessage())
+                    if written <= _COALESCE:
+                        data += body  # one write for head and body
+                    else:
+                        await self._send(data)  # no copy of a large body
+                        data = body
                 await self._send(data)
             else:
+                declared = response.length
+                chunked = declared is None and request.version == "1.1"
                 try:
                     while first is not None:
-                        data += conn.send(h11.Data(data=first))
                         written += len(first)
+                        if declared is not None and written > declared:
+                            raise _LengthMismatch(declared, written)
+                        data += _serialize.chunk(first) if chunked else first
                         await self._send(data)
                         first = await _next_piece(pieces)
                         data = b""
                 finally:
                     await _aclose(pieces)
-                await self._send(data + conn.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError as exc:
-            # A declared length the body did not match: the response is broken on the wire.
+                if declared is not None and written != declared:
+                    raise _LengthMismatch(declared, written)
+                # ``data`` still holds the head when the stream was empty.
+                if chunked:
+                    await self._send(data + _serialize.CHUNKED_END)
+                elif data:
+                    await self._send(data)
+                # Unless chunked, the body was close-delimited (HTTP/1.0) or of declared length.
+        except _LengthMismatch as exc:
+            # The body did not match its declared length: the response is broken on the wire.
             self._must_close = True
-            error_log.error(
-                "response body does not match its declared length (%s); closing the connection",
-                exc,
-            )
+            error_log.error("%s; closing the connection", exc)
             raise _Aborted(str(exc)) from exc
         except BaseException:
             self._must_close = True
@@ -355,31 +379,31 @@ class _Connection:
                 written,
             )
 
-    async def _send_refusal(self, status: int, reason: str, *, head: bool = False) -> None:
+    async def _send_refusal(
+        self, status: int, reason: str, *, head: bool = False, keep_alive_requested: bool = True
+    ) -> None:
         """Answer a request we will not serve, and mark the connection for closing."""
         self._must_close = True
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._response_started:
             return
+        self._response_started = True
         body = reason.encode("latin-1", "replace")
         headers = [
             (b"date", self._date()),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
         ]
+        if keep_alive_requested:
+            headers.append(_CLOSE_OURS)
         if self.opts.server_header:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
-        conn = self.h11
-        try:
-            data = conn.send(
-                h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
-            )
-            if not head:  # a response to HEAD carries no content (RFC 9110 §9.3.2)
-                data += conn.send(h11.Data(data=body))
-            data += conn.send(h11.EndOfMessage())
+        if not keep_alive_requested:
+            headers.append(_CLOSE)
+        data = _serialize.head(status, headers)
+        if not head:  # a response to HEAD carries no content (RFC 9110 §9.3.2)
+            data += body
+        with contextlib.suppress(*_BROKEN, StreamTimeout):
             await self._send(data)
-        except (*_BROKEN, StreamTimeout, h11.LocalProtocolError):
-            pass
 
     # -- one exchange -------------------------------------------------------------------------
 
@@ -456,44 +480,43 @@ class _Connection:
             await self._respond_with_glitch(writer, _Logged(Glitch(500)))
 
     async def run(self) -> None:
-        conn = self.h11
+        parser = self.parser
         while True:
             # -- the head ------------------------------------------------------------------------
+            self._response_started = False
             try:
-                got = await self._next_request()
-            except h11.RemoteProtocolError as exc:
-                if not self._eof:
-                    status = exc.error_status_hint
-                    if status == 431 and b"\n" not in bytes(conn._receive_buffer):
-                        status = 414  # the request line alone is over the limit
-                    elif status == 501 and "Transfer-Encoding" in str(exc):
-                        status = TE_REFUSAL_STATUS
+                head = await self._next_request()
+            except ParseError as exc:
+                if not parser.at_eof:
                     log.info("bad request from %s: %s", _peer(self.client), exc)
-                    await self._send_refusal(status, _refusal_text(status, exc))
+                    await self._send_refusal(exc.status, reason_phrase(exc.status) or "Bad Request")
                 return
             except StreamTimeout:
-                if self._buffered():
+                if parser.buffered():
                     log.info("request head timeout from %s", _peer(self.client))
                     await self._send_refusal(408, "Request Timeout")
                 return
-            if got is None:
+            if head is None:
                 return
-            event, head_size = got
-            refusal = check_request(event, head_size, self.opts)
+            refusal = check_request(head, head.size, self.opts)
             if refusal is not None:
                 log.info("refused request from %s: %d %s", _peer(self.client), *refusal)
-                await self._send_refusal(*refusal, head=event.method == b"HEAD")
+                await self._send_refusal(
+                    *refusal,
+                    head=head.method == b"HEAD",
+                    keep_alive_requested=_head_keeps_alive(head),
+                )
                 return
 
             # -- the exchange --------------------------------------------------------------------
             body = _Body(self)
             self._body = body
-            self._response_started = False
+            self._expect_continue = _waits_for_continue(head)
             request = Request(
-                event.method.decode("ascii"),
-                event.target.decode("latin-1"),
-                _headers(event.headers),
-                version=event.http_version.decode("ascii"),
+                head.method.decode("ascii"),
+                head.target.decode("latin-1"),
+                _headers(head.headers),
+                version=head.http_version.decode("ascii"),
                 client=self.client,
                 server=self.server,
                 scheme=self.scheme,
@@ -502,15 +525,31 @@ class _Connection:
             )
             self._request = request
             await self._run_endpoint(request)
-            if self._must_close or conn.our_state is not h11.DONE:
-                return
-            if not await self._drain():
+            if self._must_close or not await self._drain():
                 return
             self._body = None
             self._request = None
-            if conn.their_state is not h11.DONE:  # pragma: no cover - _drain guarantees it
-                return
-            conn.start_next_cycle()
+            parser.next_cycle()
+
+
+def _head_keeps_alive(head: Head) -> bool:
+    if head.http_version != b"1.1":
+        return False
+    return not any(n == b"connection" and b"close" in v.lower() for n, v in head.headers)
+
+
+def _waits_for_continue(head: Head) -> bool:
+    # RFC 9110 §10.1.1: an HTTP/1.1 client that sends "Expect: 100-continue" with content waits
+    # (a while) for 100 before sending it. Without content there is nothing to wait for.
+    if head.http_version != b"1.1":
+        return False
+    expects = has_body = False
+    for name, value in head.headers:
+        if name == b"expect":
+            expects = expects or b"100-continue" in value.lower()
+        elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            has_body = True
+    return expects and has_body
 
 
 class _Logged(Glitch):
@@ -534,11 +573,6 @@ def _name(endpoint: object) -> str:
 
 def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "peer"
-
-
-def _refusal_text(status: int, exc: h11.RemoteProtocolError) -> str:
-    # The client gets the reason phrase, never h11's text (it may quote the client's bytes).
-    return reason_phrase(status) or "Bad Request"
 
 
 _ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)} | {ord('"'): '\\"', ord("\\"): "\\\\"}

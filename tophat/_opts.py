@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = ["KiB", "MiB", "ServerOpts"]
 
@@ -53,6 +54,9 @@ class ServerOpts:
     server_header: str | None = None
     #: Log one line per response on the ``tophat.access`` logger.
     access_log: bool = False
+    #: The request parser: ``"h11"`` (the reference), ``"httptools"`` (the ``fast`` extra), or
+    #: ``"auto"``. Both go through the same strict validation layer.
+    parser: Literal["auto", "h11", "httptools"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_head_size", "max_header_count", "max_target_length", "read_size"):
@@ -60,3 +64,5 @@ class ServerOpts:
                 raise ValueError(f"ServerOpts.{name} must be positive")
         if self.max_drain_size < 0:
             raise ValueError("ServerOpts.max_drain_size must be >= 0")
+        if self.parser not in ("auto", "h11", "httptools"):
+            raise ValueError("ServerOpts.parser must be 'auto', 'h11' or 'httptools'")

@@ -25,9 +25,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import h11
-
 from ._opts import ServerOpts
+from ._parse import Head
 
 __all__ = ["Refusal", "check_request"]
 
@@ -73,13 +72,13 @@ _HOST = re.compile(
 _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
 
 
-def _version(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _version(ev: Head, opts: ServerOpts) -> Refusal | None:
     if ev.http_version not in _VERSIONS:
         return 505, "HTTP Version Not Supported"
     return None
 
 
-def _target_length(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _target_length(ev: Head, opts: ServerOpts) -> Refusal | None:
     # RFC 9112 §3: a server that receives a request-target longer than any URI it wishes to
     # parse MUST respond with a 414 (URI Too Long) status code.
     if len(ev.target) > opts.max_target_length:
@@ -87,13 +86,13 @@ def _target_length(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _header_count(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _header_count(ev: Head, opts: ServerOpts) -> Refusal | None:
     if len(ev.headers) > opts.max_header_count:
         return 431, "Too many header fields"
     return None
 
 
-def _connect(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _connect(ev: Head, opts: ServerOpts) -> Refusal | None:
     # CONNECT asks for a tunnel (RFC 9110 §9.3.6); an origin server library has none to give.
     # RFC 9110 §15.6.2: 501 is the response to a method the server does not support.
     if ev.method == b"CONNECT":
@@ -101,7 +100,7 @@ def _connect(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _target_form(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _target_form(ev: Head, opts: ServerOpts) -> Refusal | None:
     target = ev.target
     if b"#" in target:
         # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
@@ -117,7 +116,7 @@ def _target_form(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _duplicates(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _duplicates(ev: Head, opts: ServerOpts) -> Refusal | None:
     seen: set[bytes] = set()
     for name, _ in ev.headers:
         if name in _SINGLETONS:
@@ -138,7 +137,7 @@ TE_REFUSAL_STATUS = 400
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def _field_values(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _field_values(ev: Head, opts: ServerOpts) -> Refusal | None:
     search = _CTL.search
     for _, value in ev.headers:
         if search(value) is not None:
@@ -146,7 +145,7 @@ def _field_values(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _framing(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _framing(ev: Head, opts: ServerOpts) -> Refusal | None:
     has_te = has_cl = False
     for name, _ in ev.headers:
         if name == b"transfer-encoding":
@@ -165,7 +164,7 @@ def _framing(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _host(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _host(ev: Head, opts: ServerOpts) -> Refusal | None:
     # RFC 9112 §3.2: a server MUST respond with 400 to a request with an invalid Host value.
     for name, value in ev.headers:
         if name == b"host" and _HOST.fullmatch(value) is None:
@@ -173,7 +172,7 @@ def _host(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _body_size(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
+def _body_size(ev: Head, opts: ServerOpts) -> Refusal | None:
     if opts.max_body_size is None:
         return None
     for name, value in ev.headers:
@@ -185,7 +184,7 @@ def _body_size(ev: h11.Request, opts: ServerOpts) -> Refusal | None:
 
 # Order matters: the first refusal wins. Version first (nothing else is meaningful without it),
 # then the size limits, then method and target, then the header semantics.
-_CHECKS: tuple[Callable[[h11.Request, ServerOpts], Refusal | None], ...] = (
+_CHECKS: tuple[Callable[[Head, ServerOpts], Refusal | None], ...] = (
     _version,
     _target_length,
     _header_count,
@@ -200,7 +199,7 @@ _CHECKS: tuple[Callable[[h11.Request, ServerOpts], Refusal | None], ...] = (
 _HEAD_SIZE_AT = _CHECKS.index(_connect)  # the whole-head size limit is checked just before it
 
 
-def check_request(ev: h11.Request, head_size: int, opts: ServerOpts) -> Refusal | None:
+def check_request(ev: Head, head_size: int, opts: ServerOpts) -> Refusal | None:
     """The first rule ``ev`` breaks, or ``None`` when the request may be served."""
     for i, check in enumerate(_CHECKS):
         if i == _HEAD_SIZE_AT and head_size > opts.max_head_size:
