@@ -26,5 +26,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     # Mark every coroutine test for the anyio plugin before it collects them (the plugin
     # decides at collection time whether a test needs the anyio_backend fixture).
-    if name.startswith("test") and inspect.iscoroutinefunction(obj):
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)  # @given wraps it
+    if name.startswith("test") and inspect.iscoroutinefunction(inner):
         pytest.mark.anyio(obj)
