@@ -7,14 +7,27 @@ with uvloop, and trio. Tests of one runtime pin ``anyio_backend`` in their modul
 from __future__ import annotations
 
 import inspect
+import os
 
 import pytest
+
+from tophat import _parse
 
 BACKENDS = [
     pytest.param("asyncio", id="asyncio"),
     pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
     pytest.param("trio", id="trio"),
 ]
+
+
+PARSERS = os.environ.get("TOPHAT_TEST_PARSERS", "h11,httptools").split(",")
+
+
+@pytest.fixture(params=PARSERS, autouse=True)
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs once per request parser: ServerOpts(parser="auto") resolves to it."""
+    monkeypatch.setattr(_parse, "AUTO", request.param)
+    return str(request.param)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -280,8 +280,13 @@ async def test_request_trailers_are_available_after_the_body_and_not_merged() ->
 
 
 @pytest.mark.parametrize("method", [b"get", b"Get", b"PURGE", b"PATCH"])
-async def test_method_is_passed_through_exactly_as_sent(method: bytes) -> None:
+async def test_method_is_passed_through_exactly_as_sent(method: bytes, parser: str) -> None:
     out, rec = await exchange(b"%s / HTTP/1.1\r\nHost: x\r\n\r\n" % method)
+    if parser == "httptools" and method.decode() != method.decode().upper():
+        # llhttp knows the registered methods only, case-sensitively: "get" is no method to
+        # it, and the request is refused (docs/parsers.md).
+        assert (rec.requests, parse_responses(out)[0].status) == ([], 400)
+        return
     assert [r.method for r in rec.requests] == [method.decode()]
     assert parse_responses(out)[0].status == 200
 
@@ -386,8 +391,15 @@ async def test_duplicate_singleton_header_is_refused_with_400(fields: bytes) -> 
     await refused(b"POST / HTTP/1.1\r\n%s\r\n\r\nhello" % fields, 400)
 
 
-async def test_identical_content_length_lines_are_one_content_length() -> None:
-    # RFC 9110 §8.6 / RFC 9112 §6.3: identical values may be processed as a single one.
+async def test_identical_content_length_lines_are_one_content_length(parser: str) -> None:
+    # RFC 9110 §8.6 / RFC 9112 §6.3: identical values may be processed as a single one (h11
+    # merges them) — or refused (llhttp does; the strict layer would too if it saw them).
+    if parser == "httptools":
+        await refused(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            400,
+        )
+        return
     _, rec = await exchange(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
         + FOLLOW_UP,
@@ -561,14 +573,15 @@ async def test_invalid_target_form_is_refused_with_400(target: bytes) -> None:
         b"gzip",
         b"chunked, gzip",
         b"chunked, chunked",
-        # chunked is final here, so RFC 9112 §6.1's "SHOULD 501" would fit; h11 refuses every
-        # coding but chunked before the codings can be told apart, so tophat answers 400 for all.
+        # chunked is final here, so RFC 9112 §6.1's "SHOULD 501" fits; h11 refuses every coding
+        # but chunked before the codings can be told apart, so with h11 tophat answers 400.
         b"gzip, chunked",
     ],
 )
-async def test_unsupported_transfer_coding_is_refused_with_400(coding: bytes) -> None:
+async def test_unsupported_transfer_coding_is_refused_with_400(coding: bytes, parser: str) -> None:
     # RFC 9112 §6.3: when chunked is not the final coding, the server MUST respond 400 and close.
-    await refused(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\n\r\n" % coding, 400)
+    status = 501 if parser == "httptools" and coding == b"gzip, chunked" else 400
+    await refused(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\n\r\n" % coding, status)
 
 
 async def test_transfer_encoding_in_http10_request_is_refused_with_400() -> None:
@@ -590,7 +603,13 @@ async def test_transfer_encoding_in_http10_request_is_refused_with_400() -> None
         b"\r\n\r\n",
     ],
 )
-async def test_garbage_is_refused_with_400(garbage: bytes) -> None:
+async def test_garbage_is_refused_with_400(garbage: bytes, parser: str) -> None:
+    if parser == "httptools" and garbage == b"\r\n\r\n":
+        # llhttp skips empty lines before a request-line (RFC 9112 §2.2 says a server SHOULD
+        # ignore at least one); then the client closed: nothing to answer.
+        out, rec = await exchange(garbage)
+        assert (out, rec.requests) == (b"", [])
+        return
     await refused(garbage, 400)
 
 

@@ -305,7 +305,9 @@ async def test_method_backtracks_to_a_lower_pattern_that_has_it() -> None:
 
 
 @pytest.mark.parametrize("method", ["get", "Get", "gET"])
-async def test_methods_are_case_sensitive(method: str) -> None:
+async def test_methods_are_case_sensitive(method: str, parser: str) -> None:
+    if parser == "httptools":
+        pytest.skip("llhttp refuses unregistered methods before routing (docs/parsers.md)")
     resp = await call(build([("GET", "/x")]), "/x", method)
     assert resp.status == 405
     assert allow_set(resp) == {"GET", "HEAD", "OPTIONS"}

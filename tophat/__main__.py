@@ -70,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
         choices=RUNTIMES,
         help="event loop: asyncio (default), uvloop (tophat[fast]) or trio (tophat[trio])",
     )
+    p.add_argument(
+        "--parser",
+        default="auto",
+        choices=["auto", "h11", "httptools"],
+        help="request parser: h11 (the reference), httptools (tophat[fast]); auto prefers httptools",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (default 1)")
     p.add_argument("--uds", metavar="PATH", help="listen on a Unix domain socket instead of a port")
     p.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS with this certificate chain")
@@ -104,7 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=args.access_log,
         server_header=args.server_header,
         verbose_glitch=args.verbose_glitch,
+        parser=args.parser,
     )
+    if args.parser == "httptools":
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            raise SystemExit("error: --parser httptools needs pip install 'tophat[fast]'") from None
     context = _ssl_context(args.ssl_certfile, args.ssl_keyfile)
     try:
         serve(

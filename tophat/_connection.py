@@ -489,7 +489,11 @@ class _Connection:
             except ParseError as exc:
                 if not parser.at_eof:
                     log.info("bad request from %s: %s", _peer(self.client), exc)
-                    await self._send_refusal(exc.status, reason_phrase(exc.status) or "Bad Request")
+                    await self._send_refusal(
+                        exc.status,
+                        reason_phrase(exc.status) or "Bad Request",
+                        head=exc.method == b"HEAD",
+                    )
                 return
             except StreamTimeout:
                 if parser.buffered():

@@ -88,9 +88,10 @@ Event = Head | bytes | End | _Sentinel
 class ParseError(Exception):
     """Input the parser refuses; ``status`` is the response to send before closing."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, method: bytes | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.method = method  # when known: the answer to a HEAD request carries no body
 
 
 class Parser(Protocol):
@@ -126,7 +127,7 @@ def _have_httptools() -> bool:
 
 
 #: What ``parser="auto"`` means in this process: "httptools" (when installed) or "h11".
-AUTO: Literal["h11", "httptools"] = "h11"
+AUTO: Literal["h11", "httptools"] = "httptools"
 
 
 def make_parser(name: ParserName, max_head_size: int) -> Parser:

@@ -165,10 +165,37 @@ def _framing(ev: Head, opts: ServerOpts) -> Refusal | None:
 
 
 def _host(ev: Head, opts: ServerOpts) -> Refusal | None:
-    # RFC 9112 §3.2: a server MUST respond with 400 to a request with an invalid Host value.
+    # RFC 9112 §3.2: a server MUST respond with 400 to an HTTP/1.1 request without Host, and to
+    # a request with an invalid Host value (h11 checks the first; httptools neither).
+    seen = False
     for name, value in ev.headers:
-        if name == b"host" and _HOST.fullmatch(value) is None:
-            return 400, "Invalid Host header"
+        if name == b"host":
+            if _HOST.fullmatch(value) is None:
+                return 400, "Invalid Host header"
+            seen = True
+    if not seen and ev.http_version == b"1.1":
+        return 400, "Missing Host header"
+    return None
+
+
+def _transfer_coding(ev: Head, opts: ServerOpts) -> Refusal | None:
+    # RFC 9112 §6.3: if chunked is not the final transfer coding of a request, its length
+    # cannot be determined: 400 and close. §7: chunked MUST NOT be applied twice. §6.1: a coding
+    # the server does not understand SHOULD get 501. (h11 refuses all of these before we see
+    # them, see TE_REFUSAL_STATUS; httptools lets "gzip" through with no body at all.)
+    codings = [
+        c.strip().lower()
+        for name, value in ev.headers
+        if name == b"transfer-encoding"
+        for c in value.split(b",")
+        if c.strip()
+    ]
+    if not codings:
+        return None
+    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        return 400, "Invalid Transfer-Encoding"
+    if len(codings) > 1:
+        return 501, "Unsupported Transfer-Encoding"
     return None
 
 
@@ -193,6 +220,7 @@ _CHECKS: tuple[Callable[[Head, ServerOpts], Refusal | None], ...] = (
     _duplicates,
     _field_values,
     _framing,
+    _transfer_coding,
     _host,
     _body_size,
 )

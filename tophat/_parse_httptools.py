@@ -1,0 +1,187 @@
+"""httptools (llhttp) behind the parser interface of ``_parse`` (the ``fast`` extra).
+
+llhttp parses everything it is fed and calls us back; we turn the callbacks into the same
+events h11 gives (Head, body bytes, End) and queue them. ``accept`` feeds more bytes only when
+the queue is empty, so the queue never holds more than one read's worth of events.
+
+Where llhttp and h11 differ, the strict layer (``_validate``) and the statuses below keep the
+answers the same; what remains different is listed in ``docs/parsers.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import httptools
+
+from ._parse import CLOSED, NEED_DATA, End, Event, Head, ParseError
+
+__all__ = ["HttptoolsParser"]
+
+
+class _Stop(Exception):
+    """Raised from a callback to stop llhttp: a limit was crossed."""
+
+
+# A request-line whose version is well-formed (RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "."
+# DIGIT) although llhttp refused it.
+_VERSIONED_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?\n")
+
+
+def _error_status(exc: Exception, data: bytes) -> int:
+    # llhttp cannot tell a request-line that is not HTTP at all ("hello world", a TLS hello)
+    # from one with a method it does not know: 400 is right for the first and safe for the
+    # second (501 is what a server SHOULD send, RFC 9110 §9.1). A version llhttp refuses gets
+    # 505 when the line is otherwise well-formed (as h11 + the strict layer answer), else 400.
+    if "version" in str(exc).lower() and _VERSIONED_LINE.match(data.lstrip(b"\r\n")):
+        return 505
+    return 400
+
+
+class HttptoolsParser:
+    __slots__ = (
+        "_data",
+        "_eof",
+        "_events",
+        "_failed",
+        "_head_done",
+        "_headers",
+        "_in_message",
+        "_max",
+        "_parser",
+        "_pending",
+        "_size",
+        "_trailers",
+        "_url",
+    )
+
+    def __init__(self, max_head_size: int) -> None:
+        self._max = max_head_size
+        self._events: deque[Event | ParseError] = deque()
+        self._parser = httptools.HttpRequestParser(self)
+        self._eof = False
+        self._data = b""  # the bytes being fed (to classify llhttp's errors)
+        self._failed = False
+        self._in_message = False
+        self._head_done = False
+        self._pending = 0  # bytes fed since the current head began (a memory guard)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._trailers: list[tuple[bytes, bytes]] = []
+        self._size = 0
+
+    # -- llhttp callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._head_done = False
+        self._url = b""
+        self._headers = []
+        self._trailers = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._size += len(url)
+        if self._size > self._max:
+            raise _Stop(414)
+
+    def on_header(self, name: bytes, value: bytes | None) -> None:
+        field = (name.lower(), value or b"")
+        if self._head_done:
+            self._trailers.append(field)
+            return
+        self._headers.append(field)
+        self._size += len(name) + len(field[1]) + 4
+        if self._size > self._max:
+            raise _Stop(431)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        self._head_done = True
+        self._pending = 0
+        method = parser.get_method()
+        version = parser.get_http_version().encode()
+        if version == b"0.9" and b" HTTP/0.9" not in self._data:
+            # llhttp takes a request-line without a version ("GET /") for HTTP/0.9; h11 refuses
+            # it as malformed, and so do we: 400. (An explicit "HTTP/0.9" gets 505 below.)
+            raise _Stop(400)
+        # The size as h11 counts it: request line and header lines, CRLFs included
+        # (``_size`` holds the target and the header lines already).
+        size = len(method) + len(version) + 9 + self._size + 2
+        self._events.append(Head(method, self._url, version, self._headers, size))
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._events.append(End(self._trailers))
+
+    # -- the parser interface -----------------------------------------------------------------
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof
+
+    def feed(self, data: bytes) -> None:
+        if self._failed:
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._in_message and not self._head_done:
+            self._pending += len(data)
+            if self._pending > self._max + len(data):
+                self._fail(ParseError(431, "request head too large"))
+                return
+        self._data = data
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An Upgrade (or CONNECT) request: llhttp stops at the end of its head, as what
+            # follows belongs to another protocol. We never switch protocols, so the request
+            # is answered like any other and the connection closes after it.
+            if self._in_message:
+                self._in_message = False
+                self._events.append(End([]))
+            self._fail(ParseError(400, "no protocol switch after an Upgrade request"))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            status = cause.args[0] if isinstance(cause, _Stop) else 400
+            self._fail(ParseError(status, "request head refused", self._method()))
+        except httptools.HttpParserError as exc:
+            self._fail(ParseError(_error_status(exc, data), str(exc), self._method()))
+
+    def _method(self) -> bytes | None:
+        try:
+            method: bytes = self._parser.get_method()
+        except Exception:  # no request line parsed yet
+            return None
+        return method
+
+    def _fail(self, error: ParseError) -> None:
+        # Requests parsed before the error are still served; the error comes after them.
+        self._failed = True
+        self._events.append(error)
+
+    def buffered(self) -> int:
+        return self._pending if self._in_message and not self._head_done else 0
+
+    def next_event(self) -> Event:
+        events = self._events
+        if events:
+            event = events.popleft()
+            if isinstance(event, ParseError):
+                events.appendleft(event)  # every later call fails the same way
+                raise event
+            return event
+        if self._eof:
+            if self._in_message:
+                raise ParseError(400, "the client closed in the middle of a request")
+            return CLOSED
+        return NEED_DATA
+
+    def next_cycle(self) -> None:
+        pass  # llhttp goes on to the next request by itself
