@@ -1,43 +1,62 @@
-"""The asyncio runtime over real sockets on 127.0.0.1: timeouts, limits, shutdown, backpressure.
+"""Each runtime (asyncio, uvloop, trio) over real sockets on 127.0.0.1: timeouts, limits, shutdown.
 
-Every test starts its own server on an ephemeral port, talks to it with raw bytes, and bounds
-every wait. The CLI tests at the end run ``python -m tophat`` in a subprocess.
+Every async test runs once per runtime (the ``anyio_backend`` parameter of conftest picks it;
+``serving`` starts the matching server). Every test starts its own server on an ephemeral port,
+talks to it with raw bytes, and bounds every wait. The CLI tests at the end run
+``python -m tophat`` in a subprocess, on each runtime.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import http.client
 import logging
-import os
 import re
-import selectors
 import signal
 import socket
-import struct
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import h11
 import pytest
+from servers import (
+    HOST,
+    RUNTIMES,
+    Client,
+    CliServer,
+    Runtime,
+    cli,
+    connected,
+    free_port,
+    refused,
+    running,
+    runtime_of,
+    serve_task,
+    spawn,
+    stops_cleanly,
+)
 
-import tophat
-from tophat import Request, ResponseWriter, ResponseWritten, Server, ServerOpts
+from tophat import Request, ResponseWriter, ResponseWritten
 from tophat.testing import parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+
+Serving = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def runtime(anyio_backend: object) -> Runtime:
+    return runtime_of(anyio_backend)
+
+
+@pytest.fixture
+def serving(runtime: Runtime) -> Serving:
+    """``serving(endpoint, **opts)``: a server on this test's runtime (see servers.running)."""
+    return functools.partial(running, runtime)
 
 
 @pytest.fixture(autouse=True)
@@ -76,124 +95,6 @@ async def ignore_body(req: Request, w: ResponseWriter) -> ResponseWritten:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def serving(endpoint: tophat.Endpoint, **opts: Any) -> AsyncIterator[Server]:
-    server = await tophat.start_server(endpoint, HOST, 0, opts=ServerOpts(**opts))
-    try:
-        yield server
-    finally:
-        with anyio.fail_after(5):
-            await server.shutdown(0.5)
-
-
-class Client:
-    """A raw connection, with an h11 client to read responses off it."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT)
-
-    @classmethod
-    async def connect(cls, port: int, *, rcvbuf: int | None = None) -> Client:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
-        except BaseException:
-            sock.close()
-            raise
-        reader, writer = await asyncio.open_connection(sock=sock)
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def _event(self) -> Any:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self.h11.receive_data(await self.reader.read(65536))
-
-    async def head(self, method: str = "GET") -> h11.Response:
-        """Read up to the next final response head (1xx responses are skipped)."""
-        self.h11.send(h11.Request(method=method, target="/", headers=[("host", "t")]))
-        self.h11.send(h11.EndOfMessage())
-        while True:
-            event = await self._event()
-            if isinstance(event, h11.Response):
-                return event
-            assert isinstance(event, h11.InformationalResponse), event
-
-    async def piece(self) -> bytes | None:
-        """The next piece of the response body, or None at its end."""
-        event = await self._event()
-        if isinstance(event, h11.EndOfMessage):
-            if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-                self.h11.start_next_cycle()
-            return None
-        assert isinstance(event, h11.Data), event
-        return bytes(event.data)
-
-    async def response(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-        """Read one whole response: status, headers (lower-case names), body."""
-        head = await self.head(method)
-        chunks = []
-        while (chunk := await self.piece()) is not None:
-            chunks.append(chunk)
-        headers = {n.decode(): v.decode("latin-1") for n, v in head.headers}
-        return head.status_code, headers, b"".join(chunks)
-
-    async def expect_eof(self) -> None:
-        """The server closes without sending another byte."""
-        assert self.h11.trailing_data == (b"", False)
-        assert await self.reader.read(65536) == b""
-
-    async def read_all(self) -> bytes:
-        """Everything up to the end of the connection (a reset counts as the end)."""
-        out = []
-        with contextlib.suppress(ConnectionResetError):
-            while data := await self.reader.read(1 << 20):
-                out.append(data)
-        return b"".join(out)
-
-    async def reset(self) -> None:
-        """Close with a TCP reset (SO_LINGER 0): the way a crashing client goes away."""
-        sock = self.writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.writer.transport.abort()
-        await asyncio.sleep(0)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-
-@contextlib.asynccontextmanager
-async def connected(port: int, **kw: Any) -> AsyncIterator[Client]:
-    client = await Client.connect(port, **kw)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def refused(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection(HOST, port)
-    except ConnectionRefusedError:
-        return True
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return False
-
-
 GET = b"GET /%s HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
@@ -204,7 +105,7 @@ def get(path: str = "") -> bytes:
 # -- timeouts -------------------------------------------------------------------------------------
 
 
-async def test_partial_head_that_stalls_gets_408_and_close() -> None:
+async def test_partial_head_that_stalls_gets_408_and_close(serving: Serving) -> None:
     async with serving(hello, head_timeout=0.3) as server, connected(server.port) as c:
         start = time.monotonic()
         await c.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
@@ -217,7 +118,7 @@ async def test_partial_head_that_stalls_gets_408_and_close() -> None:
         assert body == b"Request Timeout"
 
 
-async def test_head_timeout_counts_from_the_first_byte_not_from_the_last() -> None:
+async def test_head_timeout_counts_from_the_first_byte_not_from_the_last(serving: Serving) -> None:
     # Slow loris: a byte every 50 ms keeps the connection busy, never idle for head_timeout.
     async with serving(hello, head_timeout=0.4) as server, connected(server.port) as c:
 
@@ -225,21 +126,18 @@ async def test_head_timeout_counts_from_the_first_byte_not_from_the_last() -> No
             with contextlib.suppress(OSError):
                 for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
                     await c.send(bytes([byte]))
-                    await asyncio.sleep(0.05)
+                    await anyio.sleep(0.05)
 
-        task = asyncio.create_task(drip())
-        try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drip)
             with anyio.fail_after(3):
                 status, headers, _ = await c.response()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            tg.cancel_scope.cancel()
         assert status == 408
         assert headers["connection"] == "close"
 
 
-async def test_stalled_body_while_the_handler_reads_gets_408_and_close() -> None:
+async def test_stalled_body_while_the_handler_reads_gets_408_and_close(serving: Serving) -> None:
     async with serving(echo, body_timeout=0.3) as server, connected(server.port) as c:
         await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         with anyio.fail_after(3):
@@ -248,7 +146,7 @@ async def test_stalled_body_while_the_handler_reads_gets_408_and_close() -> None
         assert (status, headers["connection"]) == (408, "close")
 
 
-async def test_stalled_body_after_the_response_started_closes_without_408() -> None:
+async def test_stalled_body_after_the_response_started_closes_without_408(serving: Serving) -> None:
     async def stream_back(req: Request, w: ResponseWriter) -> ResponseWritten:
         async def pieces() -> AsyncIterator[bytes]:
             yield b"start;"
@@ -270,7 +168,9 @@ async def test_stalled_body_after_the_response_started_closes_without_408() -> N
         assert got == b"start;abc"
 
 
-async def test_unread_body_that_stalls_closes_the_connection_after_the_response() -> None:
+async def test_unread_body_that_stalls_closes_the_connection_after_the_response(
+    serving: Serving,
+) -> None:
     async with serving(ignore_body, body_timeout=0.3) as server, connected(server.port) as c:
         await c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         with anyio.fail_after(3):
@@ -280,7 +180,9 @@ async def test_unread_body_that_stalls_closes_the_connection_after_the_response(
 
 
 @pytest.mark.parametrize("requests", [0, 2], ids=["fresh", "after-two-requests"])
-async def test_idle_keep_alive_connection_is_closed_quietly(requests: int) -> None:
+async def test_idle_keep_alive_connection_is_closed_quietly(
+    requests: int, serving: Serving
+) -> None:
     async with serving(hello, keep_alive_timeout=0.3) as server, connected(server.port) as c:
         for i in range(requests):
             await c.send(get(str(i)))
@@ -293,9 +195,11 @@ async def test_idle_keep_alive_connection_is_closed_quietly(requests: int) -> No
         assert time.monotonic() - start >= 0.25
 
 
-async def test_client_that_does_not_read_is_closed_after_the_write_timeout() -> None:
+async def test_client_that_does_not_read_is_closed_after_the_write_timeout(
+    serving: Serving,
+) -> None:
     produced = 0
-    closed = asyncio.Event()
+    closed = anyio.Event()
     chunk = b"x" * 65536
 
     async def firehose(req: Request, w: ResponseWriter) -> ResponseWritten:
@@ -327,7 +231,7 @@ async def test_client_that_does_not_read_is_closed_after_the_write_timeout() -> 
 # -- connection limit -----------------------------------------------------------------------------
 
 
-async def test_connections_beyond_the_limit_get_503_and_are_closed() -> None:
+async def test_connections_beyond_the_limit_get_503_and_are_closed(serving: Serving) -> None:
     async with (
         serving(hello, max_connections=2) as server,
         connected(server.port) as a,
@@ -350,7 +254,7 @@ async def test_connections_beyond_the_limit_get_503_and_are_closed() -> None:
             assert a.h11.trailing_data == (b"", False)
 
 
-async def test_a_closed_connection_frees_its_place_under_the_limit() -> None:
+async def test_a_closed_connection_frees_its_place_under_the_limit(serving: Serving) -> None:
     async with serving(hello, max_connections=1) as server:
         with anyio.fail_after(5):
             async with connected(server.port) as a:
@@ -364,7 +268,7 @@ async def test_a_closed_connection_frees_its_place_under_the_limit() -> None:
                 if resp.status == 200:
                     break
                 assert resp.status == 503
-                await asyncio.sleep(0.05)
+                await anyio.sleep(0.05)
 
 
 # -- graceful shutdown ----------------------------------------------------------------------------
@@ -374,15 +278,15 @@ class Gate:
     """A handler that waits for the test to let it answer."""
 
     def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
         self.cancelled = False
 
     async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
         self.entered.set()
         try:
             await self.release.wait()
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():
             self.cancelled = True
             raise
         body = await req.body()
@@ -390,70 +294,78 @@ class Gate:
         return await w.send()
 
 
-async def test_shutdown_stops_accepting_and_lets_in_flight_requests_finish() -> None:
+async def test_shutdown_stops_accepting_and_lets_in_flight_requests_finish(
+    serving: Serving,
+) -> None:
     gate = Gate()
-    server = await tophat.start_server(gate, HOST, 0, opts=ServerOpts())
-    port = server.port
-    async with connected(port) as c:
+    async with serving(gate) as server, connected(server.port) as c:
+        port = server.port
         with anyio.fail_after(5):
             await c.send(get())
             await gate.entered.wait()
-            shutdown = asyncio.create_task(server.shutdown(5.0))
-            await server.stopping.wait()
-            assert await refused(port)
-            gate.release.set()
-            status, headers, body = await c.response()
-            assert (status, body) == (200, b"done ")
-            assert headers["connection"] == "close"
-            await c.expect_eof()
-            await shutdown  # well within the grace period
+            async with anyio.create_task_group() as tg:
+                shutdown = spawn(tg, server.shutdown, 5.0)
+                await server.stopping.wait()
+                assert await refused(port)
+                gate.release.set()
+                status, headers, body = await c.response()
+                assert (status, body) == (200, b"done ")
+                assert headers["connection"] == "close"
+                await c.expect_eof()
+                await shutdown.wait()  # well within the grace period
         assert not gate.cancelled
 
 
-async def test_request_whose_body_arrives_during_shutdown_still_completes() -> None:
+async def test_request_whose_body_arrives_during_shutdown_still_completes(
+    serving: Serving,
+) -> None:
     # The head came in one read and the handler has not read the body yet when shutdown begins.
     gate = Gate()
-    server = await tophat.start_server(gate, HOST, 0, opts=ServerOpts())
-    async with connected(server.port) as c:
+    async with serving(gate) as server, connected(server.port) as c:
         with anyio.fail_after(5):
             await c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
             await gate.entered.wait()
-            shutdown = asyncio.create_task(server.shutdown(5.0))
-            await server.stopping.wait()
-            await c.send(b"hello")
-            gate.release.set()
-            status, headers, body = await c.response()
-            await shutdown
+            async with anyio.create_task_group() as tg:
+                shutdown = spawn(tg, server.shutdown, 5.0)
+                await server.stopping.wait()
+                await c.send(b"hello")
+                gate.release.set()
+                status, headers, body = await c.response()
+                await shutdown.wait()
         assert (status, body) == (200, b"done hello")
         assert headers["connection"] == "close"
 
 
-async def test_shutdown_closes_idle_keep_alive_connections_at_once() -> None:
+async def test_shutdown_closes_idle_keep_alive_connections_at_once(serving: Serving) -> None:
     gate = Gate()
 
     async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
         return await (gate(req, w) if req.path == "/slow" else hello(req, w))
 
-    server = await tophat.start_server(app, HOST, 0, opts=ServerOpts(keep_alive_timeout=30))
-    async with connected(server.port) as idle, connected(server.port) as busy:
+    async with (
+        serving(app, keep_alive_timeout=30) as server,
+        connected(server.port) as idle,
+        connected(server.port) as busy,
+    ):
         with anyio.fail_after(5):
             await idle.send(get("fast"))
             assert (await idle.response())[0] == 200
             await busy.send(get("slow"))
             await gate.entered.wait()
-            shutdown = asyncio.create_task(server.shutdown(5.0))
-            # The idle connection goes now, not after the grace period or the keep-alive time.
-            with anyio.fail_after(1):
-                await idle.expect_eof()
-            assert not shutdown.done()  # the busy one still runs
-            gate.release.set()
-            status, headers, _ = await busy.response()
-            assert (status, headers["connection"]) == (200, "close")
-            await busy.expect_eof()
-            await shutdown
+            async with anyio.create_task_group() as tg:
+                shutdown = spawn(tg, server.shutdown, 5.0)
+                # The idle connection goes now, not after the grace period or keep-alive time.
+                with anyio.fail_after(1):
+                    await idle.expect_eof()
+                assert not shutdown.done  # the busy one still runs
+                gate.release.set()
+                status, headers, _ = await busy.response()
+                assert (status, headers["connection"]) == (200, "close")
+                await busy.expect_eof()
+                await shutdown.wait()
 
 
-async def test_streaming_handler_is_told_the_server_is_stopping() -> None:
+async def test_streaming_handler_is_told_the_server_is_stopping(serving: Serving) -> None:
     seen: list[bool] = []
 
     async def ticker(req: Request, w: ResponseWriter) -> ResponseWritten:
@@ -467,26 +379,27 @@ async def test_streaming_handler_is_told_the_server_is_stopping() -> None:
         w.set_body(pieces())
         return await w.send()
 
-    server = await tophat.start_server(ticker, HOST, 0, opts=ServerOpts())
-    async with connected(server.port) as c:
+    async with serving(ticker) as server, connected(server.port) as c:
         with anyio.fail_after(5):
             await c.send(get())
             assert (await c.head()).status_code == 200
             assert await c.piece() == b"tick;"
-            shutdown = asyncio.create_task(server.shutdown(5.0))
-            rest = b""
-            while (piece := await c.piece()) is not None:
-                rest += piece
-            assert rest == b"bye"
-            await c.expect_eof()
-            await shutdown
+            async with anyio.create_task_group() as tg:
+                shutdown = spawn(tg, server.shutdown, 5.0)
+                rest = b""
+                while (piece := await c.piece()) is not None:
+                    rest += piece
+                assert rest == b"bye"
+                await c.expect_eof()
+                await shutdown.wait()
     assert seen == [False, True]
 
 
-async def test_handlers_still_running_after_the_grace_period_are_cancelled() -> None:
+async def test_handlers_still_running_after_the_grace_period_are_cancelled(
+    serving: Serving,
+) -> None:
     gate = Gate()
-    server = await tophat.start_server(gate, HOST, 0, opts=ServerOpts())
-    async with connected(server.port) as c:
+    async with serving(gate) as server, connected(server.port) as c:
         with anyio.fail_after(5):
             await c.send(get())
             await gate.entered.wait()
@@ -498,10 +411,32 @@ async def test_handlers_still_running_after_the_grace_period_are_cancelled() -> 
     assert 0.25 <= elapsed < 1.5
 
 
+async def test_cancelling_serve_shuts_down_gracefully(runtime: Runtime) -> None:
+    # Cancelling the serve() task is a shutdown like SIGINT: in-flight requests finish.
+    gate = Gate()
+    async with serve_task(runtime, gate) as task:
+        port = task.server.port
+        async with connected(port) as c:
+            with anyio.fail_after(5):
+                await c.send(get())
+                await gate.entered.wait()
+                task.cancel()
+                await task.server.stopping.wait()
+                gate.release.set()
+                status, headers, body = await c.response()
+                await c.expect_eof()
+                await task.wait()
+        assert (status, body, headers["connection"]) == (200, b"done ", "close")
+        assert not gate.cancelled
+        assert await refused(port)
+
+
 # -- backpressure ---------------------------------------------------------------------------------
 
 
-async def test_streaming_to_a_client_that_does_not_read_stops_pulling_the_generator() -> None:
+async def test_streaming_to_a_client_that_does_not_read_stops_pulling_the_generator(
+    serving: Serving,
+) -> None:
     chunk = b"z" * 32768
     total = 2048  # 64 MiB
     produced = 0
@@ -523,7 +458,7 @@ async def test_streaming_to_a_client_that_does_not_read_stops_pulling_the_genera
             last = -1
             while produced != last:
                 last = produced
-                await asyncio.sleep(0.2)
+                await anyio.sleep(0.2)
             stalled_at = produced
             # ... then read everything: reading resumes it.
             head = await c.head()
@@ -539,13 +474,13 @@ async def test_streaming_to_a_client_that_does_not_read_stops_pulling_the_genera
 # -- Expect: 100-continue -------------------------------------------------------------------------
 
 
-async def test_expect_100_continue_over_a_socket() -> None:
+async def test_expect_100_continue_over_a_socket(serving: Serving) -> None:
     async with serving(echo) as server, connected(server.port) as c:
         with anyio.fail_after(3):
             await c.send(
                 b"POST /up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
             )
-            interim = await c.reader.readuntil(b"\r\n\r\n")
+            interim = await c.read_until(b"\r\n\r\n")
             assert re.fullmatch(rb"HTTP/1\.1 100 [^\r\n]*\r\n\r\n", interim), interim
             await c.send(b"hello")
             status, headers, body = await c.response()
@@ -556,7 +491,9 @@ async def test_expect_100_continue_over_a_socket() -> None:
             assert (await c.response())[2] == b"/next "
 
 
-async def test_expect_100_continue_refused_without_reading_sends_no_100_and_closes() -> None:
+async def test_expect_100_continue_refused_without_reading_sends_no_100_and_closes(
+    serving: Serving,
+) -> None:
     async with serving(ignore_body) as server, connected(server.port) as c:
         with anyio.fail_after(3):
             await c.send(
@@ -571,7 +508,7 @@ async def test_expect_100_continue_refused_without_reading_sends_no_100_and_clos
 # -- bad input and disconnects --------------------------------------------------------------------
 
 
-async def test_bad_clients_do_not_disturb_a_keep_alive_connection() -> None:
+async def test_bad_clients_do_not_disturb_a_keep_alive_connection(serving: Serving) -> None:
     async def garbage(port: int) -> None:
         async with connected(port) as c:
             await c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n")
@@ -624,15 +561,15 @@ async def test_bad_clients_do_not_disturb_a_keep_alive_connection() -> None:
 
 
 @pytest.mark.parametrize("how", ["reset", "close"])
-async def test_client_gone_mid_response_ends_the_stream_quietly(how: str) -> None:
-    closed = asyncio.Event()
+async def test_client_gone_mid_response_ends_the_stream_quietly(how: str, serving: Serving) -> None:
+    closed = anyio.Event()
 
     async def endless(req: Request, w: ResponseWriter) -> ResponseWritten:
         async def pieces() -> AsyncIterator[bytes]:
             try:
                 while True:
                     yield b"y" * 16384
-                    await asyncio.sleep(0)
+                    await anyio.sleep(0)
             finally:
                 closed.set()
 
@@ -663,15 +600,16 @@ async def test_client_gone_mid_response_ends_the_stream_quietly(how: str) -> Non
                 assert (await after.head()).status_code == 200
 
 
-async def test_refusal_closes_gracefully_while_the_client_is_still_sending() -> None:
+async def test_refusal_closes_gracefully_while_the_client_is_still_sending(
+    serving: Serving,
+) -> None:
     # RFC 9112 §9.6: close in stages (half-close, keep reading a while) so that a client still
     # sending gets the final response instead of a reset that may erase it.
     async with serving(hello, max_body_size=1000) as server, connected(server.port) as c:
         with anyio.fail_after(5):
-            c.writer.write(
+            await c.send(  # a reset would make this raise
                 b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n" + b"x" * 4_000_000
             )
-            await c.writer.drain()  # a reset would make this raise
             status, headers, _ = await c.response("POST")
         assert (status, headers["connection"]) == (413, "close")
 
@@ -679,70 +617,27 @@ async def test_refusal_closes_gracefully_while_the_client_is_still_sending() -> 
 # -- serve() and the CLI --------------------------------------------------------------------------
 
 
-async def test_serve_without_signal_handlers_stops_when_cancelled() -> None:
-    ready: asyncio.Future[Server] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        tophat.serve_asyncio(hello, HOST, 0, handle_signals=False, ready=ready.set_result)
-    )
-    with anyio.fail_after(5):
-        server = await ready
-        port = server.port
-        async with connected(port) as c:
-            await c.send(get("x"))
-            assert (await c.response())[2] == b"hello /x"
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await c.expect_eof()
-        assert await refused(port)
+async def test_serve_without_signal_handlers_stops_when_cancelled(runtime: Runtime) -> None:
+    async with serve_task(runtime, hello) as task:
+        port = task.server.port
+        with anyio.fail_after(5):
+            async with connected(port) as c:
+                await c.send(get("x"))
+                assert (await c.response())[2] == b"hello /x"
+                task.cancel()
+                await task.wait()
+                assert task.cancelled  # the cancellation propagates, after the shutdown
+                await c.expect_eof()
+            assert await refused(port)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class CliServer:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, stderr: bytes) -> None:
-        self.proc = proc
-        self.port = port
-        self.stderr = stderr  # what it logged so far
-
-    def rest_of_stderr(self) -> str:
-        assert self.proc.stderr is not None
-        return (self.stderr + self.proc.stderr.read()).decode(errors="replace")
-
-
-@pytest.fixture
-def cli_server() -> Iterator[CliServer]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tophat", "examples.hello:app", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    logged = b""
-    deadline = time.monotonic() + 10
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stderr, selectors.EVENT_READ)
-            while b"listening on" not in logged:
-                left = deadline - time.monotonic()
-                assert left > 0 and proc.poll() is None, f"server did not start: {logged!r}"
-                if sel.select(left):
-                    data = os.read(proc.stderr.fileno(), 65536)
-                    assert data, f"server exited: {logged!r}"
-                    logged += data
-        yield CliServer(proc, port, logged)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
+@pytest.fixture(params=RUNTIMES)
+def cli_server(request: pytest.FixtureRequest) -> Iterator[CliServer]:
+    """The CLI serving examples.hello:app on a free port, on each runtime."""
+    port = free_port()
+    with cli("--port", str(port), "--runtime", request.param) as server:
+        server.port = port
+        yield server
 
 
 @pytest.mark.slow
@@ -755,11 +650,7 @@ def test_cli_stops_cleanly_on_signal(cli_server: CliServer, sig: signal.Signals)
         assert (resp.status, resp.read()) == (200, b"Hello, world!")
     finally:
         conn.close()
-    cli_server.proc.send_signal(sig)
-    assert cli_server.proc.wait(timeout=1) == 0
-    stderr = cli_server.rest_of_stderr()
-    assert "Traceback" not in stderr
-    assert " ERROR " not in stderr
+    stops_cleanly(cli_server, sig)
 
 
 @pytest.mark.slow

@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         "--parser",
         default="auto",
         choices=["auto", "h11", "httptools"],
-        help="request parser: h11 (the reference), httptools (tophat[fast]); auto prefers httptools",
+        help="request parser: h11 (reference) or httptools (tophat[fast]); auto prefers httptools",
     )
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (default 1)")
     p.add_argument("--uds", metavar="PATH", help="listen on a Unix domain socket instead of a port")
