@@ -502,7 +502,7 @@ class _Connection:
                 return
             if head is None:
                 return
-            refusal = check_request(head, head.size, self.opts)
+            refusal = check_request(head, self.opts)
             if refusal is not None:
                 log.info("refused request from %s: %d %s", _peer(self.client), *refusal)
                 await self._send_refusal(

@@ -72,13 +72,49 @@ _HOST = re.compile(
 _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
 
 
-def _version(ev: Head, opts: ServerOpts) -> Refusal | None:
+# RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
+# control characters are invalid too and no legitimate client sends them, so we refuse them.
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class _Fields:
+    """What the checks need from the header section, gathered in one pass over it."""
+
+    __slots__ = ("content_length", "ctl", "duplicate", "hosts", "transfer_encoding")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.duplicate: bytes | None = None
+        self.ctl = False
+        self.hosts: list[bytes] = []
+        self.transfer_encoding: list[bytes] = []
+        self.content_length: bytes | None = None
+        seen: set[bytes] = set()
+        search = _CTL.search
+        for name, value in headers:
+            if name in _SINGLETONS:
+                if name in seen and self.duplicate is None:
+                    self.duplicate = name
+                seen.add(name)
+                if name == b"host":
+                    self.hosts.append(value)
+                elif name == b"content-length":
+                    self.content_length = value
+            elif name == b"transfer-encoding":
+                self.transfer_encoding.append(value)
+            if not self.ctl and search(value) is not None:
+                self.ctl = True
+
+
+Check = Callable[[Head, _Fields, ServerOpts], Refusal | None]
+
+
+def _version(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     if ev.http_version not in _VERSIONS:
         return 505, "HTTP Version Not Supported"
     return None
 
 
-def _target_length(ev: Head, opts: ServerOpts) -> Refusal | None:
+def _target_length(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     # RFC 9112 §3: a server that receives a request-target longer than any URI it wishes to
     # parse MUST respond with a 414 (URI Too Long) status code.
     if len(ev.target) > opts.max_target_length:
@@ -86,13 +122,20 @@ def _target_length(ev: Head, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _header_count(ev: Head, opts: ServerOpts) -> Refusal | None:
+def _header_count(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     if len(ev.headers) > opts.max_header_count:
         return 431, "Too many header fields"
     return None
 
 
-def _connect(ev: Head, opts: ServerOpts) -> Refusal | None:
+def _head_size(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+    # The whole head, however it arrived (h11's own limit only applies while it is incomplete).
+    if ev.size > opts.max_head_size:
+        return 431, "Request header fields too large"
+    return None
+
+
+def _connect(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     # CONNECT asks for a tunnel (RFC 9110 §9.3.6); an origin server library has none to give.
     # RFC 9110 §15.6.2: 501 is the response to a method the server does not support.
     if ev.method == b"CONNECT":
@@ -100,29 +143,23 @@ def _connect(ev: Head, opts: ServerOpts) -> Refusal | None:
     return None
 
 
-def _target_form(ev: Head, opts: ServerOpts) -> Refusal | None:
+def _target_form(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     target = ev.target
-    if b"#" in target:
-        # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
-        return 400, "Fragment in request-target"
     if target[:1] == b"/":
-        return None
+        # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
+        return (400, "Fragment in request-target") if b"#" in target else None
     if target == b"*":
         # RFC 9112 §3.2.4: asterisk-form is only used for a server-wide OPTIONS request.
         return None if ev.method == b"OPTIONS" else (400, "Asterisk-form is only for OPTIONS")
     m = _ABSOLUTE.fullmatch(target)
-    if m is None or _HOST.fullmatch(m.group(1)) is None or not m.group(1):
+    if m is None or not m.group(1) or _HOST.fullmatch(m.group(1)) is None:
         return 400, "Invalid request-target"
     return None
 
 
-def _duplicates(ev: Head, opts: ServerOpts) -> Refusal | None:
-    seen: set[bytes] = set()
-    for name, _ in ev.headers:
-        if name in _SINGLETONS:
-            if name in seen:
-                return 400, "Duplicate " + name.decode() + " header"
-            seen.add(name)
+def _duplicates(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+    if f.duplicate is not None:
+        return 400, "Duplicate " + f.duplicate.decode() + " header"
     return None
 
 
@@ -132,89 +169,66 @@ def _duplicates(ev: Head, opts: ServerOpts) -> Refusal | None:
 # before a final chunked is only a SHOULD (§6.1). So 400 is the answer that is right for all.
 TE_REFUSAL_STATUS = 400
 
-# RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
-# control characters are invalid too and no legitimate client sends them, so we refuse them.
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
-
-def _field_values(ev: Head, opts: ServerOpts) -> Refusal | None:
-    search = _CTL.search
-    for _, value in ev.headers:
-        if search(value) is not None:
-            return 400, "Control character in a header value"
+def _field_values(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+    if f.ctl:
+        return 400, "Control character in a header value"
     return None
 
 
-def _framing(ev: Head, opts: ServerOpts) -> Refusal | None:
-    has_te = has_cl = False
-    for name, _ in ev.headers:
-        if name == b"transfer-encoding":
-            has_te = True
-        elif name == b"content-length":
-            has_cl = True
-    if has_te and has_cl:
+def _framing(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+    if f.transfer_encoding and f.content_length is not None:
         # RFC 9112 §6.1: a server MAY reject a request that contains both Content-Length and
         # Transfer-Encoding or process it per Transfer-Encoding; either way it MUST close the
         # connection afterwards. Such a request is the classic smuggling probe: refuse it.
         return 400, "Both Content-Length and Transfer-Encoding"
-    if has_te and ev.http_version == b"1.0":
+    if f.transfer_encoding and ev.http_version == b"1.0":
         # RFC 9112 §6.1: a server that receives an HTTP/1.0 message with Transfer-Encoding MUST
         # treat it as if the framing is faulty and close the connection.
         return 400, "Transfer-Encoding in an HTTP/1.0 request"
     return None
 
 
-def _host(ev: Head, opts: ServerOpts) -> Refusal | None:
-    # RFC 9112 §3.2: a server MUST respond with 400 to an HTTP/1.1 request without Host, and to
-    # a request with an invalid Host value (h11 checks the first; httptools neither).
-    seen = False
-    for name, value in ev.headers:
-        if name == b"host":
-            if _HOST.fullmatch(value) is None:
-                return 400, "Invalid Host header"
-            seen = True
-    if not seen and ev.http_version == b"1.1":
-        return 400, "Missing Host header"
-    return None
-
-
-def _transfer_coding(ev: Head, opts: ServerOpts) -> Refusal | None:
+def _transfer_coding(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     # RFC 9112 §6.3: if chunked is not the final transfer coding of a request, its length
     # cannot be determined: 400 and close. §7: chunked MUST NOT be applied twice. §6.1: a coding
     # the server does not understand SHOULD get 501. (h11 refuses all of these before we see
     # them, see TE_REFUSAL_STATUS; httptools lets "gzip" through with no body at all.)
-    codings = [
-        c.strip().lower()
-        for name, value in ev.headers
-        if name == b"transfer-encoding"
-        for c in value.split(b",")
-        if c.strip()
-    ]
-    if not codings:
+    if not f.transfer_encoding:
         return None
-    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+    codings = [c.strip().lower() for v in f.transfer_encoding for c in v.split(b",") if c.strip()]
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
         return 400, "Invalid Transfer-Encoding"
     if len(codings) > 1:
         return 501, "Unsupported Transfer-Encoding"
     return None
 
 
-def _body_size(ev: Head, opts: ServerOpts) -> Refusal | None:
-    if opts.max_body_size is None:
-        return None
-    for name, value in ev.headers:
-        # h11 already checked it is all digits (and merged identical duplicates).
-        if name == b"content-length" and int(value) > opts.max_body_size:
-            return 413, "Content Too Large"
+def _host(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+    # RFC 9112 §3.2: a server MUST respond with 400 to an HTTP/1.1 request without Host, and to
+    # a request with an invalid Host value (h11 checks the first; httptools neither).
+    if not f.hosts:
+        return (400, "Missing Host header") if ev.http_version == b"1.1" else None
+    if _HOST.fullmatch(f.hosts[0]) is None:
+        return 400, "Invalid Host header"
+    return None
+
+
+def _body_size(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+    # Both parsers already checked Content-Length is all digits.
+    limit = opts.max_body_size
+    if limit is not None and f.content_length is not None and int(f.content_length) > limit:
+        return 413, "Content Too Large"
     return None
 
 
 # Order matters: the first refusal wins. Version first (nothing else is meaningful without it),
 # then the size limits, then method and target, then the header semantics.
-_CHECKS: tuple[Callable[[Head, ServerOpts], Refusal | None], ...] = (
+_CHECKS: tuple[Check, ...] = (
     _version,
     _target_length,
     _header_count,
+    _head_size,
     _connect,
     _target_form,
     _duplicates,
@@ -224,15 +238,13 @@ _CHECKS: tuple[Callable[[Head, ServerOpts], Refusal | None], ...] = (
     _host,
     _body_size,
 )
-_HEAD_SIZE_AT = _CHECKS.index(_connect)  # the whole-head size limit is checked just before it
 
 
-def check_request(ev: Head, head_size: int, opts: ServerOpts) -> Refusal | None:
+def check_request(ev: Head, opts: ServerOpts) -> Refusal | None:
     """The first rule ``ev`` breaks, or ``None`` when the request may be served."""
-    for i, check in enumerate(_CHECKS):
-        if i == _HEAD_SIZE_AT and head_size > opts.max_head_size:
-            return 431, "Request header fields too large"
-        refusal = check(ev, opts)
+    fields = _Fields(ev.headers)
+    for check in _CHECKS:
+        refusal = check(ev, fields, opts)
         if refusal is not None:
             return refusal
     return None
