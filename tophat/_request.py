@@ -124,6 +124,7 @@ class Request:
         "__dict__",  # for cached_property
         "_body",
         "_consumed",
+        "_host",
         "_source",
         "client",
         "ext",
@@ -162,6 +163,7 @@ class Request:
         self.scheme = scheme
         self.stopping = stopping
         self.ext: dict[str, Any] = {}
+        self._host: str | None = None
         self.params: Mapping[str, Any] = {}
         path, _, self.query_string = _origin_path(target).partition("?")
         self.raw_path = path
@@ -185,10 +187,20 @@ class Request:
 
     @property
     def host(self) -> str | None:
-        """The target host: from an absolute-form target, else the Host header (RFC 9112 §3.2.2)."""
+        """The target host: from an absolute-form target, else the Host header (RFC 9112 §3.2.2).
+
+        Middleware may set it (the proxy-headers middleware sets the forwarded host); setting
+        ``None`` goes back to the derived value.
+        """
+        if self._host is not None:
+            return self._host
         if self.target[:1] != "/" and "://" in self.target:
             return self.target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0] or None
         return self.headers.get("host")
+
+    @host.setter
+    def host(self, value: str | None) -> None:
+        self._host = value
 
     def _set_raw_path(self, raw_path: str) -> None:
         self.raw_path = raw_path

@@ -211,9 +211,20 @@ class TestClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, endpoint: Endpoint, opts: ServerOpts | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        opts: ServerOpts | None = None,
+        *,
+        client: tuple[str, int] | None = ("127.0.0.1", 40000),
+        server: tuple[str, int] | None = ("127.0.0.1", 9999),
+        scheme: str = "http",
+    ) -> None:
         self.endpoint = endpoint
         self.opts = opts or ServerOpts()
+        self.client = client
+        self.server = server
+        self.scheme = scheme
 
     async def raw(self, data: bytes | Iterable[bytes], *, close: bool = True) -> bytes:
         """Send raw request bytes (one piece, or several pieces delivered one read each)."""
@@ -226,8 +237,9 @@ class TestClient:
             server,
             self.endpoint,
             self.opts,
-            client=("127.0.0.1", 40000),
-            server=("127.0.0.1", 9999),
+            client=self.client,
+            server=self.server,
+            scheme=self.scheme,
         )
         return client.take_all()
 

@@ -418,6 +418,7 @@ def proxy_headers(
         if found.host is not None:
             if _valid_host(found.host):
                 req.ext[FORWARDED_HOST_KEY] = found.host
+                req.host = found.host
             else:
                 log.debug("ignoring forwarded host %r", found.host[:100])
 
