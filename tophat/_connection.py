@@ -458,7 +458,7 @@ class _Connection:
                 log.debug("connection lost while sending the response: %r", exc)
                 return
             error_log.exception("unhandled error in endpoint %s", _name(endpoint))
-            await self._respond_with_glitch(writer, Glitch(500, cause=exc))
+            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
             return
         except Exception:
             if self._response_started:

@@ -1,0 +1,558 @@
+"""to_asgi(): run a tophat endpoint as an ASGI 3 application (uvicorn, hypercorn, gunicorn).
+
+The ASGI server owns the socket, the parser, keep-alive, timeouts and the Date and Server
+headers; this module turns one ``http`` scope into a :class:`~tophat.Request` whose body is
+pulled from ``receive()``, and is the writer's sink, turning the response into
+``http.response.start`` / ``http.response.body`` messages. Endpoint errors are answered exactly
+as :func:`tophat.accept` answers them (same statuses, bodies and kept headers)::
+
+    from tophat.asgi import to_asgi
+
+    app = to_asgi(router, on_startup=[db.connect], on_shutdown=[db.close])
+    # uvicorn mod:app  |  hypercorn mod:app  |  gunicorn -k uvicorn.workers.UvicornWorker mod:app
+
+A client that goes away surfaces to the handler as :class:`ClientDisconnected` (an
+``OSError``): from ``req.body()``/``req.stream()``, and from ``w.send()`` while a streamed
+response is being sent. ASGI servers silently drop what is sent after a disconnect, so while a
+streamed body is sent a watcher listens for ``http.disconnect`` (reading at most one request
+message ahead of the handler).
+
+Works on asyncio (uvloop included) and trio (``hypercorn -k trio``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from email.utils import formatdate
+from typing import Any, NoReturn, Protocol, TypeVar, cast
+from urllib.parse import quote
+
+from ._connection import Endpoint, _aclose, _Logged, _name, _next_piece
+from ._headers import Headers
+from ._opts import ServerOpts
+from ._request import Request
+from ._stream import StreamClosed
+from ._writer import Response, ResponseWriter
+from .glitch import Glitch
+
+__all__ = ["ASGIApp", "ClientDisconnected", "Message", "Receive", "Scope", "Send", "to_asgi"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Hook = Callable[[], object]  # an async (or plain) callable run at startup or shutdown
+
+T = TypeVar("T")
+
+log = logging.getLogger("tophat.asgi")
+error_log = logging.getLogger("tophat.error")
+
+# RFC 3986 §3.3: characters a path keeps unencoded (when a server gives no raw_path).
+_PATH_SAFE = "/!$&'()*+,;=:@~"
+# As in _connection: 204 and 304 responses carry no content (RFC 9110 §15.3.5, §15.4.5), and
+# framing and connection headers are computed, never taken from the user (RFC 9112 §6, §9.6);
+# here the ASGI server frames, so we give it at most a Content-Length and "Connection: close".
+_NO_CONTENT_STATUS = frozenset((204, 304))
+_SERVER_MANAGED = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
+_CLOSE = (b"connection", b"close")
+
+
+class ClientDisconnected(StreamClosed):
+    """The client went away (the ASGI server reported ``http.disconnect``).
+
+    A :class:`~tophat.StreamClosed`, hence a ``ConnectionError`` and an ``OSError``: the same
+    family the native server raises when a connection breaks. A handler that lets it escape is
+    not at fault: the adapter logs it at DEBUG and sends nothing.
+    """
+
+
+class _Aborted(Exception):
+    """The response could not be completed; the server must close the connection."""
+
+
+class _Event(Protocol):
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> object: ...
+
+
+def to_asgi(
+    endpoint: Endpoint,
+    *,
+    opts: ServerOpts | None = None,
+    on_startup: Iterable[Hook] = (),
+    on_shutdown: Iterable[Hook] = (),
+    date_header: bool = False,
+) -> ASGIApp:
+    """Wrap ``endpoint`` as an ASGI 3 application serving ``http`` and ``lifespan`` scopes.
+
+    Args:
+        endpoint: ``async (Request, ResponseWriter) -> ResponseWritten`` (a router, for one).
+        opts: ``max_body_size`` (413) and ``verbose_glitch`` apply; head limits, timeouts,
+            connection limits, ``server_header`` and ``access_log`` are the ASGI server's
+            business and are ignored here.
+        on_startup: callables run in order at lifespan startup; an exception stops there and
+            is reported as ``lifespan.startup.failed`` with its text (the server then exits).
+        on_shutdown: callables run in order at lifespan shutdown (all of them, even after one
+            fails; the first failure is reported as ``lifespan.shutdown.failed``).
+        date_header: add a ``Date`` header (RFC 9110 §6.6.1). Off by default: uvicorn and
+            hypercorn add their own, and uvicorn would send two.
+
+    Raises:
+        TypeError: when the endpoint or a hook is not callable.
+    """
+    if not callable(endpoint):
+        raise TypeError(f"endpoint must be an async callable, not {type(endpoint).__name__}")
+    startup, shutdown = tuple(on_startup), tuple(on_shutdown)
+    for hook in (*startup, *shutdown):
+        if not callable(hook):
+            raise TypeError(f"lifespan hooks must be callables, not {type(hook).__name__}")
+    return _App(endpoint, opts or ServerOpts(), startup, shutdown, date_header)
+
+
+class _App:
+    """The ASGI application ``to_asgi`` returns."""
+
+    __slots__ = ("date_header", "endpoint", "on_shutdown", "on_startup", "opts")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        opts: ServerOpts,
+        on_startup: tuple[Hook, ...],
+        on_shutdown: tuple[Hook, ...],
+        date_header: bool,
+    ) -> None:
+        self.endpoint = endpoint
+        self.opts = opts
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+        self.date_header = date_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await _Exchange(self, scope, receive, send).run()
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # Refuse cleanly (the server answers 403) rather than raise and log a traceback.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1000})
+        else:
+            raise ValueError(f"tophat.asgi: unsupported ASGI scope type {kind!r}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                failure = await _run_hooks(self.on_startup, "startup", stop_at_first=True)
+                if failure is not None:
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                failure = await _run_hooks(self.on_shutdown, "shutdown", stop_at_first=False)
+                if failure is not None:
+                    await send({"type": "lifespan.shutdown.failed", "message": failure})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _run_hooks(hooks: tuple[Hook, ...], phase: str, *, stop_at_first: bool) -> str | None:
+    """Run ``hooks``; return the first failure's text (``"ValueError: ..."``), or None."""
+    failure: str | None = None
+    for hook in hooks:
+        try:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            error_log.exception("lifespan %s hook %s failed", phase, _name(hook))
+            failure = failure or f"{type(exc).__name__}: {exc}"
+            if stop_at_first:
+                break
+    return failure
+
+
+class _Exchange:
+    """One ``http`` scope: the request's body source and the response writer's sink."""
+
+    __slots__ = (
+        "_ahead",
+        "_asyncio",
+        "_pulling",
+        "_receive",
+        "_send",
+        "_taken",
+        "_too_large",
+        "app",
+        "disconnected",
+        "finished",
+        "received",
+        "request",
+        "started",
+    )
+
+    trailers: Headers | None = None  # ASGI delivers no request trailers
+
+    def __init__(self, app: _App, scope: Scope, receive: Receive, send: Send) -> None:
+        self.app = app
+        self._receive = receive
+        self._send = send
+        self._asyncio = _on_asyncio()
+        self._ahead: deque[bytes] = deque()  # body pieces received, not yet read
+        self._pulling: _Event | None = None  # set when the receive() in flight returns
+        self._taken: _Event | None = None  # set when the handler takes a piece read ahead
+        self._too_large = False
+        self.disconnected = False
+        self.finished = False  # the last http.request message arrived
+        self.received = 0
+        self.started = False  # http.response.start was sent
+        self.request = _request(scope, self)
+
+    # -- the request body (the Request's _BodySource) -----------------------------------------
+
+    async def read_body(self) -> bytes | None:
+        while True:
+            if self._ahead:
+                taken, self._taken = self._taken, None
+                if taken is not None:
+                    taken.set()
+                return self._ahead.popleft()
+            if self._too_large:
+                raise Glitch(413, "Content Too Large")
+            if self.finished:
+                return None
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected before sending the whole body")
+            await self._pull()
+
+    async def _pull(self) -> None:
+        """Take one message from ``receive()``, or wait for the one already being received.
+
+        Only one ``receive()`` is ever in flight: the handler reading its body and the
+        disconnect watcher share it.
+        """
+        if self._pulling is not None:
+            await self._pulling.wait()
+            return
+        self._pulling = done = _new_event(self._asyncio)
+        try:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "http.request":
+                piece = bytes(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.finished = True
+                self.received += len(piece)
+                limit = self.app.opts.max_body_size
+                if limit is not None and self.received > limit:
+                    self._too_large = True
+                elif piece:
+                    self._ahead.append(piece)
+            elif kind == "http.disconnect":
+                self.disconnected = True
+        finally:
+            self._pulling = None
+            done.set()
+
+    async def _watch(self) -> None:
+        """Listen for ``http.disconnect`` while a streamed response is sent.
+
+        Reads ahead of the handler by at most one body piece, so a handler streaming its
+        request body back keeps its backpressure.
+        """
+        try:
+            while not (self.disconnected or self._too_large):
+                if self._ahead:
+                    self._taken = taken = _new_event(self._asyncio)
+                    await taken.wait()
+                else:
+                    await self._pull()
+        except Exception as exc:  # a receive() that fails: the connection is gone
+            log.debug("receive() failed while watching for a disconnect: %r", exc)
+            self.disconnected = True
+
+    # -- the response (the ResponseWriter's _Sink) --------------------------------------------
+
+    def _head(self, response: Response) -> list[tuple[bytes, bytes]]:
+        """The user's header fields minus framing, plus Content-Length for a known length.
+
+        Without a length the ASGI server frames the body (chunked on HTTP/1.1). Names are
+        lower-cased, as ASGI requires.
+        """
+        headers: list[tuple[bytes, bytes]] = []
+        close = self._too_large  # the rest of the body stays unread: close, as accept() does
+        for lname, _, value in response.headers._items:
+            if lname in _SERVER_MANAGED:
+                # A user "Connection: close" asks to close; other values are dropped.
+                close = close or (lname == "connection" and "close" in value.lower())
+                continue
+            headers.append((lname.encode("ascii"), value.encode("latin-1")))
+        if self.app.date_header and "date" not in response.headers:
+            headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
+        # RFC 9110 §8.6: no Content-Length in a 204; a 304 carries no content either.
+        if response.status not in _NO_CONTENT_STATUS and response.length is not None:
+            headers.append((b"content-length", str(response.length).encode("ascii")))
+        if close:
+            headers.append(_CLOSE)
+        return headers
+
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
+        """Send ``response`` as ASGI messages; return (status, headers, body bytes written).
+
+        As in :func:`tophat.accept`, a streamed body's first piece is pulled before the head
+        goes out, so an error raised before it still gets a proper error response.
+        """
+        if self.started:
+            raise RuntimeError("a response was already sent on this request")
+        status, body, length = response.status, response.body, response.length
+        # RFC 9110 §6.4.1: responses to HEAD, and 204 and 304 responses, carry no content.
+        no_body = self.request.method == "HEAD" or status in _NO_CONTENT_STATUS
+        pieces: AsyncIterator[bytes] | None = None
+        first: bytes | None = None
+        if not isinstance(body, bytes):
+            if no_body:
+                await _aclose(body)
+            else:
+                pieces = body.__aiter__()
+                try:
+                    first = await _next_piece(pieces)
+                except BaseException:
+                    await _aclose(pieces)
+                    raise
+        headers = self._head(response)
+        self.started = True
+        send = self._send_or_gone
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if pieces is None:
+            data = b"" if no_body or not isinstance(body, bytes) else body
+            await send({"type": "http.response.body", "body": data, "more_body": False})
+            return status, headers, len(data)
+        written = await self._with_watcher(self._stream(pieces, first, length))
+        return status, headers, written
+
+    async def _send_or_gone(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError:
+            # ASGI spec 2.4: send() raises an OSError once the client is gone.
+            self.disconnected = True
+            raise
+
+    async def _stream(
+        self, pieces: AsyncIterator[bytes], first: bytes | None, length: int | None
+    ) -> int:
+        send = self._send_or_gone
+        written = 0
+        try:
+            while first is not None:
+                if self.disconnected:
+                    raise ClientDisconnected("the client disconnected while the response was sent")
+                if length is not None and written + len(first) > length:
+                    self._length_mismatch(length, "more")
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                written += len(first)
+                first = await _next_piece(pieces)
+        finally:
+            await _aclose(pieces)
+        if length is not None and written != length:
+            self._length_mismatch(length, "less")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return written
+
+    @staticmethod
+    def _length_mismatch(length: int, what: str) -> NoReturn:
+        error_log.error(
+            "response body does not match its declared length (%s data than the %d bytes "
+            "declared); closing the connection",
+            what,
+            length,
+        )
+        raise _Aborted(f"body longer or shorter than its declared length {length}")
+
+    async def _with_watcher(self, work: Awaitable[T]) -> T:
+        """Await ``work`` while ``_watch`` runs beside it; stop the watcher when it is done."""
+        if self._asyncio:
+            watcher = asyncio.ensure_future(self._watch())
+            try:
+                return await work
+            finally:
+                watcher.cancel()
+                await asyncio.wait((watcher,))
+        import trio
+
+        results: list[T] = []
+        errors: list[Exception] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch)
+            try:
+                results.append(await work)
+            except Exception as exc:  # re-raised below, outside the nursery's ExceptionGroup
+                errors.append(exc)
+            finally:
+                nursery.cancel_scope.cancel()
+        if errors:
+            raise errors[0]
+        return results[0]
+
+    # -- one exchange (as tophat._connection._Connection._run_endpoint) -----------------------
+
+    async def run(self) -> None:
+        request = self.request
+        limit = self.app.opts.max_body_size
+        declared = request.headers.get("content-length")
+        if (
+            limit is not None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
+            # As the native server: refuse before the endpoint runs, and close.
+            log.info("refused request from %s: 413 Content Too Large", _peer(request))
+            await self._refuse(413, "Content Too Large")
+            return
+        endpoint = self.app.endpoint
+        writer = ResponseWriter(self)
+        try:
+            result = await endpoint(request, writer)
+        except Glitch as glitch:
+            if self.started:
+                log.info(
+                    "%s raised after its response started; closing: %s", _name(endpoint), glitch
+                )
+                return
+            await self._respond_with_glitch(writer, glitch)
+            return
+        except _Aborted:
+            return  # logged where it happened; returning unfinished makes the server close
+        except OSError as exc:
+            if self.disconnected or self.started:
+                # The client went away: nothing to answer, nobody to tell.
+                log.debug("client gone: %r", exc)
+                return
+            error_log.exception("unhandled error in endpoint %s", _name(endpoint))
+            await self._respond_with_glitch(writer, _Logged(Glitch(500, cause=exc)))
+            return
+        except Exception:
+            if self.started:
+                error_log.exception(
+                    "endpoint %s raised after its response started; closing the connection",
+                    _name(endpoint),
+                )
+                return
+            error_log.exception("unhandled error in endpoint %s", _name(endpoint))
+            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
+            return
+        if not self.started:
+            error_log.error(
+                "endpoint %s returned %r without sending a response (call `await w.send()`)",
+                _name(endpoint),
+                result,
+            )
+            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
+
+    async def _respond_with_glitch(self, writer: ResponseWriter, glitch: Glitch) -> None:
+        # Kept in step with _Connection._respond_with_glitch: headers the handler already set
+        # (CORS, for one) stay; the body is the glitch's.
+        response = writer.response
+        response.status = glitch.status
+        for name in ("content-type", "content-encoding", "content-language"):
+            response.headers.remove(name)
+        for name, value in glitch.headers:
+            response.headers.set(name, value)
+        response.headers.set("content-type", "text/plain; charset=utf-8")
+        text = glitch.body_text(self.app.opts.verbose_glitch).encode()
+        response.body = text
+        response.length = len(text)
+        if isinstance(glitch, _Logged):
+            pass  # the error behind it was logged once, with its traceback, where it happened
+        elif glitch.status >= 500 and glitch.__cause__ is not None:
+            error_log.error("%s: %s", glitch, glitch.__cause__, exc_info=glitch.__cause__)
+        elif glitch.status >= 500:
+            error_log.error("%s", glitch)
+        else:
+            log.debug("glitch %s", glitch)
+        try:
+            writer._run_before_send()
+        except Exception:
+            error_log.exception("a before_send hook failed while sending an error response")
+        try:
+            await self.send_response(response)
+        except OSError as exc:
+            log.debug("client gone before the error response: %r", exc)
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        body = reason.encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            _CLOSE,  # the body stays unread (RFC 9112 §9.6)
+        ]
+        if self.app.date_header:
+            headers.insert(0, (b"date", formatdate(usegmt=True).encode("ascii")))
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        data = b"" if self.request.method == "HEAD" else body
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+def _request(scope: Scope, body: _Exchange) -> Request:
+    """The Request for an ``http`` scope: target from raw_path (the server's root_path moved
+    to ``req.root_path``, as a mounting router does), headers decoded as Latin-1."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"], safe=_PATH_SAFE)
+    root_path = scope.get("root_path", "") or ""
+    if root_path:
+        # uvicorn puts the root_path in front of path and raw_path, hypercorn does not.
+        encoded_root = quote(root_path, safe=_PATH_SAFE)
+        rest = path[len(encoded_root) :]
+        if path.startswith(encoded_root) and rest[:1] in ("", "/"):
+            path = rest or "/"
+    query = scope.get("query_string", b"")
+    target = path + "?" + query.decode("latin-1") if query else path
+    headers = Headers._trusted(
+        [(n.decode("latin-1").lower(),) * 2 + (v.decode("latin-1"),) for n, v in scope["headers"]]
+    )
+    client, server = scope.get("client"), scope.get("server")
+    request = Request(
+        scope["method"],
+        target,
+        headers,
+        version=scope.get("http_version", "1.1"),
+        client=cast("tuple[str, int]", tuple(client)) if client else None,
+        server=cast("tuple[str, int]", tuple(server)) if server else None,
+        scheme=scope.get("scheme", "http"),
+        body=body,
+    )
+    request.root_path = root_path
+    return request
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client[0]}:{request.client[1]}" if request.client else "peer"
+
+
+def _on_asyncio() -> bool:
+    """Whether the running loop is asyncio's (else trio, the only other runtime ASGI uses)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _new_event(on_asyncio: bool) -> _Event:
+    if on_asyncio:
+        return asyncio.Event()
+    import trio
+
+    return trio.Event()
