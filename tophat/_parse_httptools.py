@@ -131,11 +131,6 @@ class HttptoolsParser:
         if not data:
             self._eof = True
             return
-        if self._in_message and not self._head_done:
-            self._pending += len(data)
-            if self._pending > self._max + len(data):
-                self._fail(ParseError(431, "request head too large"))
-                return
         self._data = data
         try:
             self._parser.feed_data(data)
@@ -147,12 +142,21 @@ class HttptoolsParser:
                 self._in_message = False
                 self._events.append(End([]))
             self._fail(ParseError(400, "no protocol switch after an Upgrade request"))
+            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             status = cause.args[0] if isinstance(cause, _Stop) else 400
             self._fail(ParseError(status, "request head refused", self._method()))
+            return
         except httptools.HttpParserError as exc:
             self._fail(ParseError(_error_status(exc, data), str(exc), self._method()))
+            return
+        if self._in_message and not self._head_done:
+            # A head in progress (llhttp keeps its pieces): count it, for the head timeout and as
+            # a memory guard on top of the size checks in the callbacks.
+            self._pending += len(data)
+            if self._pending > self._max + len(data):
+                self._fail(ParseError(431, "request head too large"))
 
     def _method(self) -> bytes | None:
         try:
