@@ -45,6 +45,7 @@ __all__ = [
     "Runtime",
     "ServeTask",
     "StreamClient",
+    "answer_when_stopping",
     "cli",
     "connected",
     "free_port",

@@ -15,6 +15,7 @@ import logging
 import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -617,6 +618,29 @@ async def test_refusal_closes_gracefully_while_the_client_is_still_sending(
 # -- serve() and the CLI --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+async def test_serving_a_socket_bound_beforehand(
+    serving: Serving, family: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if family == "tcp":
+        sock = socket.create_server((HOST, 0))
+        where: dict[str, Any] = {"port": sock.getsockname()[1]}
+    else:
+        path = str(tmp_path_factory.mktemp("s", numbered=True) / "s")
+        if len(path) > 100:  # pragma: no cover - sun_path is ~107 bytes
+            pytest.skip("temporary path too long for a Unix socket")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        where = {"uds": path}
+    async with serving(hello, sock=sock) as server:
+        assert server.sockets[0].getsockname() == sock.getsockname()
+        with anyio.fail_after(5):
+            async with connected(**where) as c:
+                await c.send(get("given"))
+                assert (await c.response())[2] == b"hello /given"
+    assert sock.fileno() == -1  # the server owned it, and closed it
+
+
 async def test_serve_without_signal_handlers_stops_when_cancelled(runtime: Runtime) -> None:
     async with serve_task(runtime, hello) as task:
         port = task.server.port
@@ -672,3 +696,60 @@ def test_cli_answers_pipelined_requests_in_order(cli_server: CliServer) -> None:
     ]
     assert responses[1].headers["content-length"] == "13"
     assert responses[2].headers["connection"] == "close"
+
+
+def read_to_end(s: socket.socket) -> bytes:
+    out = b""
+    while data := s.recv(65536):
+        out += data
+    return out
+
+
+def exited(server: CliServer, code: int) -> None:
+    """The server exited with ``code`` within two seconds, with no traceback or error."""
+    assert server.proc.wait(timeout=2) == code
+    stderr = server.rest_of_stderr()
+    assert "Traceback" not in stderr
+    assert " ERROR " not in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_cli_lets_the_request_in_flight_finish_on_sigint(runtime: str) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--runtime", runtime)
+    with (
+        cli(*args, app="tests.servers:answer_when_stopping") as server,
+        socket.create_connection((HOST, port), timeout=5) as s,
+    ):
+        s.sendall(get())
+        server.wait_for(b"request in")
+        server.proc.send_signal(signal.SIGINT)
+        [resp] = parse_responses(read_to_end(s))
+        assert (resp.status, resp.body, resp.headers["connection"]) == (200, b"stopped", "close")
+        exited(server, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_cli_second_sigint_stops_at_once(runtime: str) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--runtime", runtime)
+    with (
+        cli(*args, app="tests.servers:never_answer") as server,
+        socket.create_connection((HOST, port), timeout=5) as s,
+    ):
+        s.sendall(get())
+        server.wait_for(b"request in")
+        server.proc.send_signal(signal.SIGINT)
+        server.wait_for(b"shutting down")
+        # Not waiting for the grace period (10 s). The asyncio runtime logs "shutting down"
+        # just before it removes its signal handlers, and a signal in between is swallowed:
+        # send again until one lands (each wait is bounded).
+        for _ in range(10):
+            server.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=0.2)
+                break
+        assert server.proc.wait(timeout=2) == 130
+        assert read_to_end(s) == b""
