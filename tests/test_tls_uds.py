@@ -204,12 +204,6 @@ async def test_tls_client_that_closes_first_leaves_no_warning(
     request: pytest.FixtureRequest,
     runtime: Runtime,
 ) -> None:
-    xfail_on_asyncio(
-        request,
-        runtime,
-        "asyncio: _Conn.eof_received returns True on a TLS transport, and asyncio warns",
-        raises=AssertionError,
-    )
     async with serving(whoami, ssl=cert.server_context()) as server:
         with anyio.fail_after(5):
             async with tls_connected(server.port, cert) as c:
@@ -273,7 +267,6 @@ async def test_tls_close_sends_close_notify_at_once(
 async def test_tls_handshake_that_stalls_is_closed_after_head_timeout(
     serving: Serving, cert: Cert, request: pytest.FixtureRequest, runtime: Runtime
 ) -> None:
-    xfail_on_asyncio(request, runtime, "asyncio: the handshake timeout is asyncio's 60 s")
     async with (
         serving(whoami, ssl=cert.server_context(), head_timeout=0.2) as server,
         connected(server.port) as c,
@@ -389,9 +382,7 @@ async def test_unix_socket_path_is_reusable_after_shutdown(
                 async with connected(uds=sock_path) as c:
                     await c.send(get(str(round)))
                     assert (await c.response())[0] == 200
-    if runtime == "trio":
-        # trio removes the socket file it made (asyncio before 3.13 leaves it: it is reused).
-        assert not os.path.exists(sock_path)
+    assert not os.path.exists(sock_path)  # each runtime removes the socket file it made
 
 
 async def test_a_stale_socket_file_is_replaced_but_other_files_are_not(

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
 from ssl import SSLContext
-from typing import cast
+from typing import Any, cast
 
 from ._connection import Endpoint, accept
 from ._opts import ServerOpts
@@ -115,7 +117,9 @@ class _Conn(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()
-        return True  # keep our side open: the client may be waiting for the response
+        # Keep our side open: the client may be waiting for the response. (TLS cannot be
+        # half-closed, and asyncio warns when asked to.)
+        return not self._server.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -283,6 +287,7 @@ class Server:
         self._closing = False
         self.stopping = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
+        self._uds: tuple[str, int] | None = None
         self.tls = False
 
     @property
@@ -304,17 +309,30 @@ class Server:
     ) -> None:
         factory: Callable[[], _Conn] = lambda: _Conn(self)  # noqa: E731
         loop = self._loop
+        self.tls = ssl is not None
+        kw: dict[str, Any] = {"ssl": ssl, "backlog": 2048}
+        if ssl is not None and self.opts.head_timeout is not None:
+            # A stalled TLS handshake is a stalled head: same limit (asyncio's default is 60 s).
+            kw["ssl_handshake_timeout"] = self.opts.head_timeout
         if uds is not None or (sock is not None and sock.family == socket.AF_UNIX):
             self._server = await loop.create_unix_server(
-                factory, path=uds if sock is None else None, sock=sock, ssl=ssl, backlog=2048
+                factory, path=uds if sock is None else None, sock=sock, **kw
             )
+            if uds is not None:
+                self._uds = (uds, os.stat(uds).st_ino)
         elif sock is not None:
-            self._server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=2048)
+            self._server = await loop.create_server(factory, sock=sock, **kw)
         else:
-            self._server = await loop.create_server(
-                factory, host, port, reuse_address=True, backlog=2048, ssl=ssl
-            )
-        self.tls = ssl is not None
+            self._server = await loop.create_server(factory, host, port, reuse_address=True, **kw)
+
+    def _remove_uds(self) -> None:
+        # Python < 3.13 and uvloop leave the socket file behind; remove it if it is still ours.
+        if self._uds is None:
+            return
+        path, inode = self._uds
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within ``grace``, then close everything.
@@ -327,6 +345,7 @@ class Server:
         grace = self.opts.shutdown_grace if grace is None else grace
         if self._server is not None:
             self._server.close()
+            self._remove_uds()
         self.stopping.set()
         for conn in list(self._conns):
             conn.shutdown_if_idle()
@@ -408,10 +427,11 @@ async def serve(
                 pass
     try:
         await stop.wait()
-        log.info("shutting down")
     finally:
+        # Handlers off first: a second Ctrl-C during the grace period interrupts at once.
         for sig in installed:
             loop.remove_signal_handler(sig)
+        log.info("shutting down")
         await server.shutdown()
     log.info("stopped")
 

@@ -175,6 +175,12 @@ class _Connection:
             except StreamTimeout as exc:
                 self._must_close = True
                 raise Glitch(408, "Request body timeout", cause=exc) from exc
+            except _BROKEN as exc:
+                # The connection broke under the body: nobody to answer. The endpoint sees an
+                # incomplete body (a Glitch it may catch); the connection then just closes.
+                self._must_close = True
+                log.debug("connection lost while reading a request body: %r", exc)
+                raise Glitch(400, "Incomplete request body", cause=exc) from exc
             if type(event) is bytes:
                 self._expect_continue = False  # the client sent its body without waiting
                 body.received += len(event)
