@@ -1,6 +1,6 @@
 """The byte-stream protocol ``accept`` needs, and the exceptions a stream adapter raises.
 
-A stream is anything with these three methods (trio's ``SocketStream`` already fits)::
+A stream is anything with these three methods::
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes   # b"" at end of input
     async def send_all(self, data: bytes | bytearray | memoryview) -> None
@@ -13,7 +13,10 @@ apply the matching timeout from ``ServerOpts`` and, when time runs out, raises
 :class:`StreamTimeout` from the pending call. ``accept`` turns that into a 408 or a close.
 
 A stream signals a broken connection by raising ``OSError`` (``ConnectionError`` included) or
-:class:`StreamClosed`.
+:class:`StreamClosed`. trio's ``SocketStream`` has the three methods but raises
+``trio.BrokenResourceError`` instead, so it needs a thin adapter that maps that (and
+``trio.ClosedResourceError``) to :class:`StreamClosed` — ``tophat._trio`` is one, and
+``tests/test_tls_uds.py`` shows a minimal custom stream over a socket pair.
 """
 
 from __future__ import annotations
