@@ -23,26 +23,13 @@ from typing import Any, cast
 
 from ._connection import Endpoint, accept
 from ._opts import ServerOpts
+from ._serialize import LINGER, OVERLOADED
 from ._stream import Phase, StreamClosed, StreamTimeout
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
 
 log = logging.getLogger("tophat.server")
 
-# A canned answer for a connection over the limit (RFC 9110 §15.6.4: 503 means overloaded; the
-# server closes, so the client must not reuse the connection).
-_OVERLOADED = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 19\r\n"
-    b"connection: close\r\n"
-    b"retry-after: 1\r\n"
-    b"\r\n"
-    b"Service Unavailable"
-)
-# After we close our side, how long we keep reading (and discarding) so the client receives
-# our last response instead of a reset (a close with unread input makes the kernel send RST).
-_LINGER = 2.0
 _HIGH_WATER = 256 * 1024  # pause reading above this much unread input
 
 
@@ -77,7 +64,7 @@ class _Conn(asyncio.Protocol):
         limit = self._opts.max_connections
         if server._closing or (limit is not None and len(server._conns) >= limit):
             log.warning("connection limit (%s) reached: answering 503", limit)
-            transport.write(_OVERLOADED)
+            transport.write(OVERLOADED)
             self._linger_close()
             return
         server._conns.add(self)
@@ -226,7 +213,7 @@ class _Conn(asyncio.Protocol):
         if self._eof or self._lost:
             transport.close()
             return
-        # Half-close, keep discarding input for a moment, then close (see _LINGER).
+        # Half-close, keep discarding input for a moment, then close (see LINGER).
         if transport.can_write_eof():
             try:
                 transport.write_eof()
@@ -242,7 +229,7 @@ class _Conn(asyncio.Protocol):
             transport.resume_reading()
         self._lingering = True
         self._server._lingering.add(self)
-        self._loop.call_later(_LINGER, self._end_linger)
+        self._loop.call_later(LINGER, self._end_linger)
 
     def _end_linger(self) -> None:
         self._server._lingering.discard(self)

@@ -10,10 +10,26 @@ from __future__ import annotations
 
 from .glitch import reason_phrase
 
-__all__ = ["CHUNKED_END", "CONTINUE", "chunk", "head"]
+__all__ = ["CHUNKED_END", "CONTINUE", "LINGER", "OVERLOADED", "chunk", "head"]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CHUNKED_END = b"0\r\n\r\n"
+
+# What every runtime answers a connection over its limit with (RFC 9110 §15.6.4: 503 means
+# overloaded; the server closes, so the client must not reuse the connection).
+OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 19\r\n"
+    b"connection: close\r\n"
+    b"retry-after: 1\r\n"
+    b"\r\n"
+    b"Service Unavailable"
+)
+# After a runtime closes its side, how long it keeps reading (and discarding) so the client
+# receives the last response instead of a reset (a close with unread input makes the kernel
+# send RST).
+LINGER = 2.0
 
 # Status line per code, built once (saves a format and an encode per response).
 _STATUS_LINES = {

@@ -39,26 +39,13 @@ import trio
 from ._asyncio import listen_url
 from ._connection import Endpoint, accept
 from ._opts import KiB, ServerOpts
+from ._serialize import LINGER, OVERLOADED
 from ._stream import Phase, StreamClosed, StreamTimeout
 
 __all__ = ["TrioServer", "serve"]
 
 log = logging.getLogger("tophat.server")
 
-# The same canned answer as the asyncio runtime's for a connection over the limit (RFC 9110
-# §15.6.4: 503 means overloaded; we close, so the client must not reuse the connection).
-_OVERLOADED = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 19\r\n"
-    b"connection: close\r\n"
-    b"retry-after: 1\r\n"
-    b"\r\n"
-    b"Service Unavailable"
-)
-# After we close our side, how long we keep reading (and discarding) so the client receives
-# our last response instead of a reset (a close with unread input makes the kernel send RST).
-_LINGER = 2.0
 # The longest a TLS close may take (its close_notify, to a client that does not read).
 _CLOSE_TIMEOUT = 1.0
 # TLS only: send_all hands the SSLStream at most this much per deadline, so write_timeout
@@ -218,13 +205,13 @@ class _Conn:
         raise StreamTimeout("write")
 
     async def aclose(self) -> None:
-        """Close gracefully: half-close, discard input for a while (see _LINGER), close."""
+        """Close gracefully: half-close, discard input for a while (see LINGER), close."""
         self._server._release(self)
         if self._closed:
             return
         self._closing = True
         if not (self._eof or self._broken or self._server._cut):
-            with trio.move_on_after(_LINGER) as scope:
+            with trio.move_on_after(LINGER) as scope:
                 self._linger_scope = scope
                 try:
                     await self._linger()
@@ -349,7 +336,7 @@ class _TLSConn(_Conn):
         self._closing = self._closed = True
         stream = self._stream
         if not self._broken:
-            bound = _CLOSE_TIMEOUT + (_LINGER if self._transport.linger else 0.0)
+            bound = _CLOSE_TIMEOUT + (LINGER if self._transport.linger else 0.0)
             with trio.move_on_after(bound):
                 try:
                     await stream.aclose()
@@ -363,7 +350,7 @@ class _StagedClose(trio.abc.HalfCloseableStream):
     """The TCP stream under a TLS connection; its ``aclose`` can close in stages.
 
     ``SSLStream.aclose`` sends close_notify (TLS's end of data) and then closes this stream:
-    with ``linger`` set, that close half-closes, discards input for a while (see _LINGER) and
+    with ``linger`` set, that close half-closes, discards input for a while (see LINGER) and
     only then closes, so a client still sending gets our last response, and a client reading
     until the end sees it at once, not after the linger.
     """
@@ -389,7 +376,7 @@ class _StagedClose(trio.abc.HalfCloseableStream):
         stream = self._stream
         try:
             if self.linger:
-                with trio.move_on_after(_LINGER) as scope:
+                with trio.move_on_after(LINGER) as scope:
                     self._conn._linger_scope = scope
                     try:
                         await stream.send_eof()
@@ -614,7 +601,7 @@ class TrioServer:
             try:
                 if await conn.start():
                     with contextlib.suppress(StreamClosed, StreamTimeout):
-                        await conn.send_all(_OVERLOADED)
+                        await conn.send_all(OVERLOADED)
                     await conn.aclose()
             finally:
                 self._draining.discard(conn)
