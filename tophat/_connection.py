@@ -13,23 +13,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
 
 from . import _serialize
+from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
+from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
+from ._exchange import Aborted as _Aborted
+from ._exchange import Endpoint, run_endpoint
+from ._exchange import aclose as _aclose
+from ._exchange import next_piece as _next_piece
 from ._headers import Headers
 from ._opts import ServerOpts
 from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, make_parser
 from ._request import NEVER_STOPPING, Request, Stopping
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
 from ._validate import check_request
-from ._writer import Response, ResponseWriter, ResponseWritten
+from ._writer import Response
 from .glitch import Glitch, reason_phrase
 
 __all__ = ["Endpoint", "accept"]
 
-Endpoint = Callable[[Request, ResponseWriter], Awaitable[ResponseWritten]]
 
 log = logging.getLogger("tophat.connection")
 error_log = logging.getLogger("tophat.error")
@@ -37,21 +42,11 @@ access_log = logging.getLogger("tophat.access")
 
 _DEFAULT_OPTS = ServerOpts()
 
-# RFC 9110 §6.4.1 / §15.3.5 / §15.4.5: responses to HEAD, and 1xx, 204 and 304 responses, never
-# carry content. RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
-_NO_CONTENT_STATUS = frozenset((204, 304))
-# Framing is computed from the body, never taken from the user (RFC 9112 §6); the connection
-# header is ours too (a user "Connection: close" asks us to close; other values are dropped).
-_SERVER_MANAGED = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
 _CLOSE = (b"Connection", b"close")
 _CLOSE_OURS = (b"connection", b"close")
 _CHUNKED = (b"Transfer-Encoding", b"chunked")
 
 _BROKEN = (OSError, StreamClosed)
-
-
-class _Aborted(Exception):
-    """The response could not be completed; the connection must close."""
 
 
 class _LengthMismatch(Exception):
@@ -413,77 +408,22 @@ class _Connection:
 
     # -- one exchange -------------------------------------------------------------------------
 
-    async def _respond_with_glitch(self, writer: ResponseWriter, glitch: Glitch) -> None:
-        # Headers the handler already set (CORS, for one) stay; the body is the glitch's.
-        response = writer.response
-        response.status = glitch.status
-        for name in ("content-type", "content-encoding", "content-language"):
-            response.headers.remove(name)
-        for name, value in glitch.headers:
-            response.headers.set(name, value)
-        response.headers.set("content-type", "text/plain; charset=utf-8")
-        text = glitch.body_text(self.opts.verbose_glitch).encode()
-        response.body = text
-        response.length = len(text)
-        if isinstance(glitch, _Logged):
-            pass  # the error behind it was logged once, with its traceback, where it happened
-        elif glitch.status >= 500 and glitch.__cause__ is not None:
-            error_log.error("%s: %s", glitch, glitch.__cause__, exc_info=glitch.__cause__)
-        elif glitch.status >= 500:
-            error_log.error("%s", glitch)
-        else:
-            log.debug("glitch %s", glitch)
-        try:
-            writer._run_before_send()
-        except Exception:
-            error_log.exception("a before_send hook failed while sending an error response")
-        # Not writer.send(): the writer may already count as sent if its own send() failed
-        # before any byte went out (a streamed body that raised before its first piece).
-        await self.send_response(response)
+    # -- the ExchangeSink that run_endpoint uses ---------------------------------------------
 
-    async def _run_endpoint(self, request: Request) -> None:
-        writer = ResponseWriter(self)
-        endpoint = self.endpoint
-        try:
-            result = await endpoint(request, writer)
-        except Glitch as glitch:
-            if self._response_started:
-                self._must_close = True
-                log.info(
-                    "%s raised after its response started; closing: %s", _name(endpoint), glitch
-                )
-                return
-            await self._respond_with_glitch(writer, glitch)
-            return
-        except _Aborted:
-            return  # already logged where it happened
-        except _BROKEN as exc:
-            if self._response_started:
-                # The client went away while we were sending: nothing to answer, nobody to tell.
-                self._must_close = True
-                log.debug("connection lost while sending the response: %r", exc)
-                return
-            error_log.exception("unhandled error in endpoint %s", _name(endpoint))
-            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
-            return
-        except Exception:
-            if self._response_started:
-                self._must_close = True
-                error_log.exception(
-                    "endpoint %s raised after its response started; closing the connection",
-                    _name(endpoint),
-                )
-                return
-            error_log.exception("unhandled error in endpoint %s", _name(endpoint))
-            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
-            return
-        if not self._response_started:
-            error_log.error(
-                "endpoint %s returned %r without sending a response (call `await w.send()`)",
-                _name(endpoint),
-                result,
-            )
-            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
+    @property
+    def started(self) -> bool:
+        return self._response_started
+
+    @property
+    def gone(self) -> bool:
+        return False  # a broken stream shows up as an error from it, handled where it happens
+
+    @property
+    def verbose_glitch(self) -> bool:
+        return self.opts.verbose_glitch
+
+    def mark_close(self) -> None:
+        self._must_close = True
 
     async def run(self) -> None:
         parser = self.parser
@@ -534,7 +474,7 @@ class _Connection:
                 stopping=self.stopping,
             )
             self._request = request
-            await self._run_endpoint(request)
+            await run_endpoint(self.endpoint, request, self)
             if self._must_close or not await self._drain():
                 return
             self._body = None
@@ -562,23 +502,11 @@ def _waits_for_continue(head: Head) -> bool:
     return expects and has_body
 
 
-class _Logged(Glitch):
-    """A Glitch standing for an error that was already logged with its traceback."""
-
-    def __init__(self, glitch: Glitch) -> None:
-        super().__init__(glitch.status, glitch.message, headers=glitch.headers)
-        self._original = glitch
-
-
 _DATE: tuple[int, bytes] = (0, b"")
 
 
 def _headers(items: Any) -> Headers:
     return Headers._trusted([(n.decode("latin-1"),) * 2 + (v.decode("latin-1"),) for n, v in items])
-
-
-def _name(endpoint: object) -> str:
-    return getattr(endpoint, "__qualname__", None) or repr(endpoint)
 
 
 def _peer(client: tuple[str, int] | None) -> str:
@@ -591,22 +519,6 @@ _ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)} | {ord('"'): '\\"', 
 def _escape(text: str) -> str:
     """Make client-controlled text safe for a log line (no control characters, no quotes)."""
     return text.translate(_ESCAPES)
-
-
-async def _next_piece(pieces: AsyncIterator[bytes]) -> bytes | None:
-    """The next non-empty piece of a streamed body, or None at its end."""
-    async for piece in pieces:
-        if piece:
-            if not isinstance(piece, bytes | bytearray | memoryview):
-                raise TypeError(f"a response body stream yielded {type(piece).__name__}, not bytes")
-            return bytes(piece)
-    return None
-
-
-async def _aclose(body: object) -> None:
-    aclose = getattr(body, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def accept(

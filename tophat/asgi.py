@@ -31,12 +31,18 @@ from email.utils import formatdate
 from typing import Any, NoReturn, Protocol, TypeVar, cast
 from urllib.parse import quote
 
-from ._connection import Endpoint, _aclose, _Logged, _name, _next_piece
+from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
+from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
+from ._exchange import Aborted as _Aborted
+from ._exchange import Endpoint, run_endpoint
+from ._exchange import aclose as _aclose
+from ._exchange import name_of as _name
+from ._exchange import next_piece as _next_piece
 from ._headers import Headers
 from ._opts import ServerOpts
 from ._request import Request
 from ._stream import StreamClosed
-from ._writer import Response, ResponseWriter
+from ._writer import Response
 from .glitch import Glitch
 
 __all__ = ["ASGIApp", "ClientDisconnected", "Message", "Receive", "Scope", "Send", "to_asgi"]
@@ -55,11 +61,7 @@ error_log = logging.getLogger("tophat.error")
 
 # RFC 3986 §3.3: characters a path keeps unencoded (when a server gives no raw_path).
 _PATH_SAFE = "/!$&'()*+,;=:@~"
-# As in _connection: 204 and 304 responses carry no content (RFC 9110 §15.3.5, §15.4.5), and
-# framing and connection headers are computed, never taken from the user (RFC 9112 §6, §9.6);
-# here the ASGI server frames, so we give it at most a Content-Length and "Connection: close".
-_NO_CONTENT_STATUS = frozenset((204, 304))
-_SERVER_MANAGED = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
+# The ASGI server frames the response: we give it at most a Content-Length and a close.
 _CLOSE = (b"connection", b"close")
 
 
@@ -70,10 +72,6 @@ class ClientDisconnected(StreamClosed):
     family the native server raises when a connection breaks. A handler that lets it escape is
     not at fault: the adapter logs it at DEBUG and sends nothing.
     """
-
-
-class _Aborted(Exception):
-    """The response could not be completed; the server must close the connection."""
 
 
 class _Event(Protocol):
@@ -420,75 +418,23 @@ class _Exchange:
             log.info("refused request from %s: 413 Content Too Large", _peer(request))
             await self._refuse(413, "Content Too Large")
             return
-        endpoint = self.app.endpoint
-        writer = ResponseWriter(self)
         try:
-            result = await endpoint(request, writer)
-        except Glitch as glitch:
-            if self.started:
-                log.info(
-                    "%s raised after its response started; closing: %s", _name(endpoint), glitch
-                )
-                return
-            await self._respond_with_glitch(writer, glitch)
-            return
-        except _Aborted:
-            return  # logged where it happened; returning unfinished makes the server close
-        except OSError as exc:
-            if self.disconnected or self.started:
-                # The client went away: nothing to answer, nobody to tell.
-                log.debug("client gone: %r", exc)
-                return
-            error_log.exception("unhandled error in endpoint %s", _name(endpoint))
-            await self._respond_with_glitch(writer, _Logged(Glitch(500, cause=exc)))
-            return
-        except Exception:
-            if self.started:
-                error_log.exception(
-                    "endpoint %s raised after its response started; closing the connection",
-                    _name(endpoint),
-                )
-                return
-            error_log.exception("unhandled error in endpoint %s", _name(endpoint))
-            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
-            return
-        if not self.started:
-            error_log.error(
-                "endpoint %s returned %r without sending a response (call `await w.send()`)",
-                _name(endpoint),
-                result,
-            )
-            await self._respond_with_glitch(writer, _Logged(Glitch(500)))
-
-    async def _respond_with_glitch(self, writer: ResponseWriter, glitch: Glitch) -> None:
-        # Kept in step with _Connection._respond_with_glitch: headers the handler already set
-        # (CORS, for one) stay; the body is the glitch's.
-        response = writer.response
-        response.status = glitch.status
-        for name in ("content-type", "content-encoding", "content-language"):
-            response.headers.remove(name)
-        for name, value in glitch.headers:
-            response.headers.set(name, value)
-        response.headers.set("content-type", "text/plain; charset=utf-8")
-        text = glitch.body_text(self.app.opts.verbose_glitch).encode()
-        response.body = text
-        response.length = len(text)
-        if isinstance(glitch, _Logged):
-            pass  # the error behind it was logged once, with its traceback, where it happened
-        elif glitch.status >= 500 and glitch.__cause__ is not None:
-            error_log.error("%s: %s", glitch, glitch.__cause__, exc_info=glitch.__cause__)
-        elif glitch.status >= 500:
-            error_log.error("%s", glitch)
-        else:
-            log.debug("glitch %s", glitch)
-        try:
-            writer._run_before_send()
-        except Exception:
-            error_log.exception("a before_send hook failed while sending an error response")
-        try:
-            await self.send_response(response)
+            await run_endpoint(self.app.endpoint, request, self)
         except OSError as exc:
             log.debug("client gone before the error response: %r", exc)
+
+    # -- the ExchangeSink that run_endpoint uses ---------------------------------------------
+
+    @property
+    def gone(self) -> bool:
+        return self.disconnected
+
+    @property
+    def verbose_glitch(self) -> bool:
+        return self.app.opts.verbose_glitch
+
+    def mark_close(self) -> None:
+        pass  # the ASGI server owns the connection; an unfinished response makes it close
 
     async def _refuse(self, status: int, reason: str) -> None:
         body = reason.encode()
