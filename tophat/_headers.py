@@ -21,10 +21,21 @@ class HeaderError(ValueError):
     """A header name or value that must never be sent (e.g. contains CR, LF or NUL)."""
 
 
+# Names that passed check_name -> their lower-case form. Applications use a few dozen names,
+# set on every response: remembering them saves a regex match and a lower() each time.
+_KNOWN_NAMES: dict[str, str] = {}
+
+
 def check_name(name: str) -> str:
+    """``name`` lower-cased, after checking it is a token."""
+    known = _KNOWN_NAMES.get(name) if isinstance(name, str) else None
+    if known is not None:
+        return known
     if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
         raise HeaderError(f"invalid header name {name!r}: it must be an RFC 9110 token")
-    return name
+    if len(_KNOWN_NAMES) < 1024:
+        _KNOWN_NAMES[name] = name.lower()
+    return name.lower()
 
 
 def check_value(value: str) -> str:
@@ -142,20 +153,20 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a value, keeping any existing ones."""
-        check_name(name)
-        self._items.append((name.lower(), name, check_value(value)))
+        self._items.append((check_name(name), name, check_value(value)))
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with ``value`` (kept at the first one's position)."""
-        check_name(name)
+        key = check_name(name)
         value = check_value(value)
-        key = name.lower()
-        for i, (lname, _, _) in enumerate(self._items):
+        items = self._items
+        for i, (lname, _, _) in enumerate(items):
             if lname == key:
-                self._items[i] = (key, name, value)
-                self._items[i + 1 :] = [t for t in self._items[i + 1 :] if t[0] != key]
+                items[i] = (key, name, value)
+                if any(t[0] == key for t in items[i + 1 :]):
+                    items[i + 1 :] = [t for t in items[i + 1 :] if t[0] != key]
                 return
-        self._items.append((key, name, value))
+        items.append((key, name, value))
 
     def setdefault(self, name: str, value: str) -> str:
         existing = self.get(name)
