@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._connection import Endpoint
-from .._headers import Headers
+from .._headers import Headers, check_name
 
 __all__ = ["Middleware", "add_vary", "chain"]
 
@@ -42,7 +42,13 @@ def add_vary(headers: Headers, *names: str) -> None:
     >>> h.get("vary")
     'Accept-Encoding, Origin'
     """
-    present = headers.get_list("vary")
+    for name in names:
+        check_name(name)
+    values = [value for lname, _, value in headers._items if lname == "vary"]
+    if not values:  # the common case: one scan, one append
+        headers._items.append(("vary", "vary", ", ".join(names)))
+        return
+    present = [p.strip() for v in values for p in v.split(",") if p.strip()]
     if "*" in present:
         return  # already varies on everything
     lowered = {p.lower() for p in present}
