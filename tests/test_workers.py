@@ -148,7 +148,7 @@ async def test_killing_a_worker_loses_nothing_of_the_others_and_it_is_replaced(
     replaced_after = time.monotonic() - killed_at
     await asyncio.gather(*load)
     assert answered >= 5 * len(survivors)  # the survivors kept serving throughout
-    assert replaced_after < 2.0
+    assert replaced_after < 2.0, replaced_after
     for _, w, _ in conns:
         w.close()
 
