@@ -141,7 +141,10 @@ class _Connection:
                 phase: Phase = "head" if parser.buffered() else "idle"
                 if phase == "idle" and self.stopping.is_set():
                     return None
-                await self._receive(phase)
+                # (_receive inlined: one coroutine frame less per idle connection)
+                if self._set_phase is not None:
+                    self._set_phase(phase)
+                parser.feed(await self.stream.receive_some(self.opts.read_size))
                 continue
             if type(event) is Head:
                 return event
@@ -479,6 +482,9 @@ class _Connection:
                 return
             self._body = None
             self._request = None
+            # Nothing of this exchange may stay alive while the connection waits for the next
+            # request (an idle keep-alive connection should cost little memory).
+            del head, body, request
             parser.next_cycle()
 
 

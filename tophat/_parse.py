@@ -138,6 +138,11 @@ def make_parser(name: ParserName, max_head_size: int) -> Parser:
     return H11Parser(max_head_size)
 
 
+# A shared, never-fed Connection standing for "no request started": next_event() on it says
+# NEED_DATA, buffered() says 0. feed() replaces it with a fresh Connection.
+_IDLE = h11.Connection(h11.SERVER)
+
+
 class H11Parser:
     """h11 as a pure parser: one fresh ``h11.Connection`` per request.
 
@@ -160,6 +165,8 @@ class H11Parser:
     def feed(self, data: bytes) -> None:
         if not data:
             self._eof = True
+        if self._conn is _IDLE:
+            self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max)
         self._conn.receive_data(data)
 
     def buffered(self) -> int:
@@ -209,6 +216,11 @@ class H11Parser:
     def next_cycle(self) -> None:
         old = self._conn
         leftover = bytes(old._receive_buffer)
+        if not leftover and not self._eof:
+            # Reuse nothing, allocate nothing: an idle keep-alive connection holds no h11 state
+            # until its next request arrives (about 1 KiB saved per idle connection).
+            self._conn = _IDLE
+            return
         self._conn = conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max)
         if leftover:
             conn.receive_data(leftover)
