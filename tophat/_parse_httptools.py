@@ -11,7 +11,6 @@ answers the same; what remains different is listed in ``docs/parsers.md``.
 from __future__ import annotations
 
 import re
-from collections import deque
 
 import httptools
 
@@ -58,8 +57,10 @@ class HttptoolsParser:
 
     def __init__(self, max_head_size: int) -> None:
         self._max = max_head_size
-        self._events: deque[Event | ParseError] = deque()
-        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event | ParseError] = []
+        # Made on the first byte of a request and dropped between requests: an idle keep-alive
+        # connection holds no parser.
+        self._parser: httptools.HttpRequestParser | None = None
         self._eof = False
         self._data = b""  # the bytes being fed (to classify llhttp's errors)
         self._failed = False
@@ -99,6 +100,7 @@ class HttptoolsParser:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        assert parser is not None
         self._head_done = True
         self._pending = 0
         method = parser.get_method()
@@ -131,9 +133,12 @@ class HttptoolsParser:
         if not data:
             self._eof = True
             return
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(self)
         self._data = data
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # An Upgrade (or CONNECT) request: llhttp stops at the end of its head, as what
             # follows belongs to another protocol. We never switch protocols, so the request
@@ -151,6 +156,8 @@ class HttptoolsParser:
         except httptools.HttpParserError as exc:
             self._fail(ParseError(_error_status(exc, data), str(exc), self._method()))
             return
+        finally:
+            self._data = b""
         if self._in_message and not self._head_done:
             # A head in progress (llhttp keeps its pieces): count it, for the head timeout and as
             # a memory guard on top of the size checks in the callbacks.
@@ -160,7 +167,7 @@ class HttptoolsParser:
 
     def _method(self) -> bytes | None:
         try:
-            method: bytes = self._parser.get_method()
+            method: bytes = self._parser.get_method()  # type: ignore[union-attr]  # None: caught
         except Exception:  # no request line parsed yet
             return None
         return method
@@ -176,10 +183,10 @@ class HttptoolsParser:
     def next_event(self) -> Event:
         events = self._events
         if events:
-            event = events.popleft()
+            event = events[0]
             if isinstance(event, ParseError):
-                events.appendleft(event)  # every later call fails the same way
-                raise event
+                raise event  # it stays: every later call fails the same way
+            del events[0]
             return event
         if self._eof:
             if self._in_message:
@@ -188,4 +195,12 @@ class HttptoolsParser:
         return NEED_DATA
 
     def next_cycle(self) -> None:
-        pass  # llhttp goes on to the next request by itself
+        # llhttp goes on to the next request by itself; when nothing of one was fed yet, the
+        # parser and the last request's pieces are let go (memory of idle connections).
+        if self._in_message:
+            return  # the next request is half parsed: its pieces are in the fields below
+        self._url = b""
+        self._headers = []
+        self._trailers = []
+        if not self._events and not self._failed:
+            self._parser = None
