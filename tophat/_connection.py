@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -21,7 +21,7 @@ from . import _serialize
 from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
 from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
 from ._exchange import Aborted as _Aborted
-from ._exchange import Endpoint, run_endpoint
+from ._exchange import Endpoint, open_body, run_endpoint
 from ._exchange import aclose as _aclose
 from ._exchange import next_piece as _next_piece
 from ._headers import Headers
@@ -309,18 +309,7 @@ class _Connection:
         status = response.status
         body = response.body
         no_body = request.method == "HEAD" or status in _NO_CONTENT_STATUS
-        pieces: AsyncIterator[bytes] | None = None
-        first: bytes | None = None
-        if not isinstance(body, bytes):
-            if no_body:
-                await _aclose(body)
-            else:
-                pieces = body.__aiter__()
-                try:
-                    first = await _next_piece(pieces)
-                except BaseException:
-                    await _aclose(pieces)
-                    raise
+        pieces, first = await open_body(body, no_body)
         self._response_started = True
         written = 0
         headers = self._head(response, request)

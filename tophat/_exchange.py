@@ -9,7 +9,7 @@ the bytes go out through ``accept`` or through an ASGI server. Each side supplie
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from ._request import Request
@@ -152,6 +152,27 @@ async def next_piece(pieces: AsyncIterator[bytes]) -> bytes | None:
                 raise TypeError(f"a response body stream yielded {type(piece).__name__}, not bytes")
             return bytes(piece)
     return None
+
+
+async def open_body(
+    body: bytes | AsyncIterable[bytes], no_body: bool
+) -> tuple[AsyncIterator[bytes] | None, bytes | None]:
+    """For a streamed body: its iterator and first piece (``None``: empty), pulled *before*
+    the head is sent, so an error raised before it still gets a proper error response, a
+    handler streaming its request body back still triggers ``100 Continue``, and head and
+    first piece go out together. A body that will not be sent is closed at once.
+    """
+    if isinstance(body, bytes):
+        return None, None
+    if no_body:
+        await aclose(body)
+        return None, None
+    pieces = body.__aiter__()
+    try:
+        return pieces, await next_piece(pieces)
+    except BaseException:
+        await aclose(pieces)
+        raise
 
 
 async def aclose(body: object) -> None:

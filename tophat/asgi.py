@@ -34,7 +34,7 @@ from urllib.parse import quote
 from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
 from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
 from ._exchange import Aborted as _Aborted
-from ._exchange import Endpoint, run_endpoint
+from ._exchange import Endpoint, open_body, run_endpoint
 from ._exchange import aclose as _aclose
 from ._exchange import name_of as _name
 from ._exchange import next_piece as _next_piece
@@ -315,18 +315,7 @@ class _Exchange:
         status, body, length = response.status, response.body, response.length
         # RFC 9110 §6.4.1: responses to HEAD, and 204 and 304 responses, carry no content.
         no_body = self.request.method == "HEAD" or status in _NO_CONTENT_STATUS
-        pieces: AsyncIterator[bytes] | None = None
-        first: bytes | None = None
-        if not isinstance(body, bytes):
-            if no_body:
-                await _aclose(body)
-            else:
-                pieces = body.__aiter__()
-                try:
-                    first = await _next_piece(pieces)
-                except BaseException:
-                    await _aclose(pieces)
-                    raise
+        pieces, first = await open_body(body, no_body)
         headers = self._head(response)
         self.started = True
         send = self._send_or_gone
