@@ -157,8 +157,12 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with ``value`` (kept at the first one's position)."""
-        key = check_name(name)
-        value = check_value(value)
+        self._set_valid(check_name(name), name, check_value(value))
+
+    def _set_valid(self, key: str, name: str, value: str) -> None:
+        """``set`` for a lower-case ``key`` and a value known to be valid (checked once, at
+        configuration time, or a request header's value, which the parser and the strict layer
+        checked). Middleware use it on their per-request path."""
         items = self._items
         for i, (lname, _, _) in enumerate(items):
             if lname == key:

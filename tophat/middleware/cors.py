@@ -45,6 +45,9 @@ _ORIGIN = re.compile(r"(?:https?|[a-z][a-z0-9+.\-]*)://[^/?#\s]+|null", re.IGNOR
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
+_ACAO = "access-control-allow-origin"
+
+
 def _vary_origin(response: Response) -> None:
     add_vary(response.headers, "Origin")
 
@@ -192,9 +195,11 @@ def cors(
                 return await preflight(req, w, origin, method)
             h: Headers = w.response.headers
             if origin_allowed(origin):
-                h.set("access-control-allow-origin", allow_origin_value(origin))
+                # Values checked at construction, or the request's own Origin (checked by the
+                # parser and the strict layer): no validation again per request.
+                h._set_valid(_ACAO, _ACAO, allow_origin_value(origin))
                 for name, value in simple_headers:
-                    h.set(name, value)
+                    h._set_valid(name, name, value)
             return await endpoint(req, w)
 
         return cors_endpoint
