@@ -6,10 +6,14 @@ with uvloop, and trio. Tests of one runtime pin ``anyio_backend`` in their modul
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
+from servers import Runtime, Serving, running, runtime_of
 
 from tophat import _parse
 
@@ -42,3 +46,30 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)  # @given wraps it
     if name.startswith("test") and inspect.iscoroutinefunction(inner):
         pytest.mark.anyio(obj)
+
+
+# -- servers on the test's runtime (tests/servers.py) -------------------------------------------
+
+
+@pytest.fixture
+def runtime(anyio_backend: object) -> Runtime:
+    return runtime_of(anyio_backend)
+
+
+@pytest.fixture
+def serving(runtime: Runtime) -> Serving:
+    """``serving(endpoint, **opts)``: a server on this test's runtime (see servers.running)."""
+    return functools.partial(running, runtime)
+
+
+@pytest.fixture
+def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Nothing a client does may make the server log at ERROR (or crash a task)."""
+    yield
+    errors = [
+        f"{r.name}: {r.getMessage()}"
+        for when in ("setup", "call", "teardown")
+        for r in caplog.get_records(when)
+        if r.levelno >= logging.ERROR
+    ]
+    assert errors == []

@@ -509,3 +509,6 @@ async def never_answer(req: tophat.Request, w: tophat.ResponseWriter) -> Any:
     cli_log.warning("request in")
     await anyio.sleep(3600)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+Serving = Callable[..., contextlib.AbstractAsyncContextManager[Any]]

@@ -9,15 +9,13 @@ talks to it with raw bytes, and bounds every wait. The CLI tests at the end run
 from __future__ import annotations
 
 import contextlib
-import functools
 import http.client
-import logging
 import re
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +28,11 @@ from servers import (
     Client,
     CliServer,
     Runtime,
+    Serving,
     cli,
     connected,
     free_port,
     refused,
-    running,
-    runtime_of,
     serve_task,
     spawn,
     stops_cleanly,
@@ -46,31 +43,9 @@ from tophat.testing import parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent
 
-Serving = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
 
-
-@pytest.fixture
-def runtime(anyio_backend: object) -> Runtime:
-    return runtime_of(anyio_backend)
-
-
-@pytest.fixture
-def serving(runtime: Runtime) -> Serving:
-    """``serving(endpoint, **opts)``: a server on this test's runtime (see servers.running)."""
-    return functools.partial(running, runtime)
-
-
-@pytest.fixture(autouse=True)
-def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Nothing a client does may make the server log at ERROR (or crash a task)."""
-    yield
-    errors = [
-        f"{r.name}: {r.getMessage()}"
-        for when in ("setup", "call", "teardown")
-        for r in caplog.get_records(when)
-        if r.levelno >= logging.ERROR
-    ]
-    assert errors == []
+# Fixtures ``runtime``, ``serving`` and ``no_error_logs`` come from conftest.py.
+pytestmark = pytest.mark.usefixtures("no_error_logs")
 
 
 # -- endpoints ------------------------------------------------------------------------------------

@@ -21,9 +21,8 @@ import os
 import socket
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -36,12 +35,11 @@ from servers import (
     RUNTIMES,
     Client,
     Runtime,
+    Serving,
     StreamClient,
     cli,
     connected,
     free_port,
-    running,
-    runtime_of,
     stops_cleanly,
 )
 
@@ -49,31 +47,8 @@ import tophat
 from tophat import Phase, Request, ResponseWriter, ResponseWritten, ServerOpts, StreamTimeout
 from tophat.testing import parse_responses
 
-Serving = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
-
-
-@pytest.fixture
-def runtime(anyio_backend: object) -> Runtime:
-    return runtime_of(anyio_backend)
-
-
-@pytest.fixture
-def serving(runtime: Runtime) -> Serving:
-    """``serving(endpoint, **opts)``: a server on this test's runtime (see servers.running)."""
-    return functools.partial(running, runtime)
-
-
-@pytest.fixture(autouse=True)
-def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Nothing a client does may make the server log at ERROR (or crash a task)."""
-    yield
-    errors = [
-        f"{r.name}: {r.getMessage()}"
-        for when in ("setup", "call", "teardown")
-        for r in caplog.get_records(when)
-        if r.levelno >= logging.ERROR
-    ]
-    assert errors == []
+# Fixtures ``runtime``, ``serving`` and ``no_error_logs`` come from conftest.py.
+pytestmark = pytest.mark.usefixtures("no_error_logs")
 
 
 async def whoami(req: Request, w: ResponseWriter) -> ResponseWritten:
