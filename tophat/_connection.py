@@ -29,7 +29,7 @@ from ._opts import ServerOpts
 from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, make_parser
 from ._request import NEVER_STOPPING, Request, Stopping
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
-from ._validate import check_request
+from ._validate import Fields, check_request
 from ._writer import Response
 from .glitch import Glitch, reason_phrase
 
@@ -85,6 +85,7 @@ class _Connection:
     __slots__ = (
         "_body",
         "_expect_continue",
+        "_keep_alive",
         "_must_close",
         "_request",
         "_response_started",
@@ -124,6 +125,10 @@ class _Connection:
         self._request: Request | None = None
         self._response_started = False
         self._must_close = False
+        # Whether the client allows another request after this one: an HTTP/1.1 request
+        # without "Connection: close". We never keep HTTP/1.0 connections (RFC 9112 §9.3:
+        # persistence for 1.0 is an old, optional extension), as h11 does not.
+        self._keep_alive = False
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -257,7 +262,7 @@ class _Connection:
             headers.append((b"date", self._date()))
         if not has_server and self.opts.server_header:
             headers.append((b"server", self.opts.server_header.encode("latin-1")))
-        keep_alive_requested = self._keep_alive_requested(request)
+        keep_alive_requested = self._keep_alive
         close = (
             self._must_close
             or user_close
@@ -287,14 +292,6 @@ class _Connection:
             headers.append(_CLOSE)
         return headers
 
-    @staticmethod
-    def _keep_alive_requested(request: Request) -> bool:
-        # HTTP/1.1 connections persist unless a side says "close"; we never keep HTTP/1.0 ones
-        # (RFC 9112 §9.3: persistence for 1.0 is an old, optional extension), as h11 does not.
-        if request.version != "1.1":
-            return False
-        return not any("close" in v.lower() for v in request.headers.get_all("connection"))
-
     async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
         """Put ``response`` on the wire (the writer's sink); return (status, headers, body bytes).
 
@@ -309,7 +306,8 @@ class _Connection:
         status = response.status
         body = response.body
         no_body = request.method == "HEAD" or status in _NO_CONTENT_STATUS
-        pieces, first = await open_body(body, no_body)
+        # (A bytes body needs no opening: one coroutine call less per response.)
+        pieces, first = (None, None) if type(body) is bytes else await open_body(body, no_body)
         self._response_started = True
         written = 0
         headers = self._head(response, request)
@@ -440,20 +438,29 @@ class _Connection:
                 return
             if head is None:
                 return
-            refusal = check_request(head, self.opts)
+            fields = Fields(head.headers)
+            refusal = check_request(head, fields, self.opts)
+            keep_alive = head.http_version == b"1.1" and not fields.close
             if refusal is not None:
                 log.info("refused request from %s: %d %s", _peer(self.client), *refusal)
                 await self._send_refusal(
-                    *refusal,
-                    head=head.method == b"HEAD",
-                    keep_alive_requested=_head_keeps_alive(head),
+                    *refusal, head=head.method == b"HEAD", keep_alive_requested=keep_alive
                 )
                 return
 
             # -- the exchange --------------------------------------------------------------------
+            self._keep_alive = keep_alive
             body = _Body(self)
             self._body = body
-            self._expect_continue = _waits_for_continue(head)
+            if fields.has_content:
+                # RFC 9110 §10.1.1: an HTTP/1.1 client that sends "Expect: 100-continue" with
+                # content waits (a while) for 100 before sending it.
+                self._expect_continue = fields.expect_continue and head.http_version == b"1.1"
+            else:
+                # No content: the parser has the end of the request already. Taking it now
+                # makes reading the (empty) body and getting ready for the next request free.
+                self._expect_continue = False
+                self._take_end(body)
             request = Request(
                 head.method.decode("ascii"),
                 head.target.decode("latin-1"),
@@ -467,34 +474,20 @@ class _Connection:
             )
             self._request = request
             await run_endpoint(self.endpoint, request, self)
-            if self._must_close or not await self._drain():
+            if self._must_close or not (body.finished or await self._drain()):
                 return
             self._body = None
             self._request = None
             # Nothing of this exchange may stay alive while the connection waits for the next
             # request (an idle keep-alive connection should cost little memory).
-            del head, body, request
+            del head, fields, body, request
             parser.next_cycle()
 
-
-def _head_keeps_alive(head: Head) -> bool:
-    if head.http_version != b"1.1":
-        return False
-    return not any(n == b"connection" and b"close" in v.lower() for n, v in head.headers)
-
-
-def _waits_for_continue(head: Head) -> bool:
-    # RFC 9110 §10.1.1: an HTTP/1.1 client that sends "Expect: 100-continue" with content waits
-    # (a while) for 100 before sending it. Without content there is nothing to wait for.
-    if head.http_version != b"1.1":
-        return False
-    expects = has_body = False
-    for name, value in head.headers:
-        if name == b"expect":
-            expects = expects or b"100-continue" in value.lower()
-        elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
-            has_body = True
-    return expects and has_body
+    def _take_end(self, body: _Body) -> None:
+        event = self.parser.next_event()
+        if type(event) is not End:
+            raise RuntimeError(f"expected the end of a request without content, got {event!r}")
+        body.finished = True
 
 
 _DATE: tuple[int, bytes] = (0, b"")

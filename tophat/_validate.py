@@ -15,7 +15,7 @@ h11 is a parser, not a policy. Measured against h11 0.16 (tests/test_h11_lenienc
 * it answers 501 to every Transfer-Encoding but ``chunked``, where RFC 9112 §6.3 requires 400
   when chunked is not the final coding (``chunked, gzip``) — see ``TE_REFUSAL_STATUS``.
 
-Each check returns ``None`` or the ``(status, reason)`` to refuse the request with; every
+``check_request`` returns ``None`` or the ``(status, reason)`` to refuse the request with; every
 refusal closes the connection, because after a malformed head the framing of whatever follows
 cannot be trusted (RFC 9112 §11.2 on request smuggling).
 """
@@ -23,12 +23,11 @@ cannot be trusted (RFC 9112 §11.2 on request smuggling).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from ._opts import ServerOpts
 from ._parse import Head
 
-__all__ = ["Refusal", "check_request"]
+__all__ = ["Fields", "Refusal", "check_request"]
 
 Refusal = tuple[int, str]
 
@@ -77,10 +76,18 @@ _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-class _Fields:
-    """What the checks need from the header section, gathered in one pass over it."""
+class Fields:
+    """What the checks and the connection need from a header section, gathered in one pass."""
 
-    __slots__ = ("content_length", "ctl", "duplicate", "hosts", "transfer_encoding")
+    __slots__ = (
+        "close",
+        "content_length",
+        "ctl",
+        "duplicate",
+        "expect_continue",
+        "hosts",
+        "transfer_encoding",
+    )
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.duplicate: bytes | None = None
@@ -88,8 +95,9 @@ class _Fields:
         self.hosts: list[bytes] = []
         self.transfer_encoding: list[bytes] = []
         self.content_length: bytes | None = None
+        self.close = False  # a Connection field with the "close" option
+        self.expect_continue = False  # "Expect: 100-continue"
         seen: set[bytes] = set()
-        search = _CTL.search
         for name, value in headers:
             if name in _SINGLETONS:
                 if name in seen and self.duplicate is None:
@@ -101,66 +109,21 @@ class _Fields:
                     self.content_length = value
             elif name == b"transfer-encoding":
                 self.transfer_encoding.append(value)
-            if not self.ctl and search(value) is not None:
-                self.ctl = True
+            elif name == b"connection":
+                self.close = self.close or b"close" in value.lower()
+            elif name == b"expect":
+                self.expect_continue = self.expect_continue or b"100-continue" in value.lower()
+        # One search over every value (HTAB, allowed, joins them) instead of one per field.
+        if headers and _CTL.search(b"\t".join([value for _, value in headers])) is not None:
+            self.ctl = True
 
-
-Check = Callable[[Head, _Fields, ServerOpts], Refusal | None]
-
-
-def _version(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    if ev.http_version not in _VERSIONS:
-        return 505, "HTTP Version Not Supported"
-    return None
-
-
-def _target_length(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    # RFC 9112 §3: a server that receives a request-target longer than any URI it wishes to
-    # parse MUST respond with a 414 (URI Too Long) status code.
-    if len(ev.target) > opts.max_target_length:
-        return 414, "URI Too Long"
-    return None
-
-
-def _header_count(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    if len(ev.headers) > opts.max_header_count:
-        return 431, "Too many header fields"
-    return None
-
-
-def _head_size(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    # The whole head, however it arrived (h11's own limit only applies while it is incomplete).
-    if ev.size > opts.max_head_size:
-        return 431, "Request header fields too large"
-    return None
-
-
-def _connect(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    # CONNECT asks for a tunnel (RFC 9110 §9.3.6); an origin server library has none to give.
-    # RFC 9110 §15.6.2: 501 is the response to a method the server does not support.
-    if ev.method == b"CONNECT":
-        return 501, "CONNECT is not supported"
-    return None
-
-
-def _target_form(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    target = ev.target
-    if target[:1] == b"/":
-        # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
-        return (400, "Fragment in request-target") if b"#" in target else None
-    if target == b"*":
-        # RFC 9112 §3.2.4: asterisk-form is only used for a server-wide OPTIONS request.
-        return None if ev.method == b"OPTIONS" else (400, "Asterisk-form is only for OPTIONS")
-    m = _ABSOLUTE.fullmatch(target)
-    if m is None or not m.group(1) or _HOST.fullmatch(m.group(1)) is None:
-        return 400, "Invalid request-target"
-    return None
-
-
-def _duplicates(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    if f.duplicate is not None:
-        return 400, "Duplicate " + f.duplicate.decode() + " header"
-    return None
+    @property
+    def has_content(self) -> bool:
+        """Whether the request announces content (RFC 9112 §6.3: by Transfer-Encoding or a
+        non-zero Content-Length)."""
+        return bool(self.transfer_encoding) or (
+            self.content_length is not None and self.content_length.strip(b"0") != b""
+        )
 
 
 # h11 refuses a Transfer-Encoding other than a single "chunked" while it parses the head, so the
@@ -170,81 +133,84 @@ def _duplicates(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
 TE_REFUSAL_STATUS = 400
 
 
-def _field_values(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
+def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
+    """The first rule ``ev`` breaks, or ``None`` when the request may be served.
+
+    The order matters: the first refusal wins. Version first (nothing else is meaningful
+    without it), then the size limits, then method and target, then the header semantics.
+    (One straight function rather than a table of small ones: it runs for every request.)
+    """
+    version = ev.http_version
+    if version not in _VERSIONS:
+        return 505, "HTTP Version Not Supported"
+
+    # RFC 9112 §3: a server that receives a request-target longer than any URI it wishes to
+    # parse MUST respond with a 414 (URI Too Long) status code.
+    target = ev.target
+    if len(target) > opts.max_target_length:
+        return 414, "URI Too Long"
+    if len(ev.headers) > opts.max_header_count:
+        return 431, "Too many header fields"
+    # The whole head, however it arrived (h11's own limit only applies while it is incomplete).
+    if ev.size > opts.max_head_size:
+        return 431, "Request header fields too large"
+
+    # CONNECT asks for a tunnel (RFC 9110 §9.3.6); an origin server library has none to give.
+    # RFC 9110 §15.6.2: 501 is the response to a method the server does not support.
+    if ev.method == b"CONNECT":
+        return 501, "CONNECT is not supported"
+
+    if target[:1] == b"/":
+        # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
+        if b"#" in target:
+            return 400, "Fragment in request-target"
+    elif target == b"*":
+        # RFC 9112 §3.2.4: asterisk-form is only used for a server-wide OPTIONS request.
+        if ev.method != b"OPTIONS":
+            return 400, "Asterisk-form is only for OPTIONS"
+    else:
+        m = _ABSOLUTE.fullmatch(target)
+        if m is None or not m.group(1) or _HOST.fullmatch(m.group(1)) is None:
+            return 400, "Invalid request-target"
+
+    if f.duplicate is not None:
+        return 400, "Duplicate " + f.duplicate.decode() + " header"
     if f.ctl:
         return 400, "Control character in a header value"
-    return None
 
+    if f.transfer_encoding:
+        if f.content_length is not None:
+            # RFC 9112 §6.1: a server MAY reject a request that contains both Content-Length
+            # and Transfer-Encoding or process it per Transfer-Encoding; either way it MUST
+            # close the connection afterwards. Such a request is the classic smuggling probe.
+            return 400, "Both Content-Length and Transfer-Encoding"
+        if version == b"1.0":
+            # RFC 9112 §6.1: a server that receives an HTTP/1.0 message with Transfer-Encoding
+            # MUST treat it as if the framing is faulty and close the connection.
+            return 400, "Transfer-Encoding in an HTTP/1.0 request"
+        # RFC 9112 §6.3: if chunked is not the final transfer coding of a request, its length
+        # cannot be determined: 400 and close. §7: chunked MUST NOT be applied twice. §6.1: a
+        # coding the server does not understand SHOULD get 501. (h11 refuses all of these
+        # before we see them, see TE_REFUSAL_STATUS; httptools lets "gzip" through with no
+        # body at all.)
+        codings = [
+            c.strip().lower() for v in f.transfer_encoding for c in v.split(b",") if c.strip()
+        ]
+        if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+            return 400, "Invalid Transfer-Encoding"
+        if len(codings) > 1:
+            return 501, "Unsupported Transfer-Encoding"
 
-def _framing(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    if f.transfer_encoding and f.content_length is not None:
-        # RFC 9112 §6.1: a server MAY reject a request that contains both Content-Length and
-        # Transfer-Encoding or process it per Transfer-Encoding; either way it MUST close the
-        # connection afterwards. Such a request is the classic smuggling probe: refuse it.
-        return 400, "Both Content-Length and Transfer-Encoding"
-    if f.transfer_encoding and ev.http_version == b"1.0":
-        # RFC 9112 §6.1: a server that receives an HTTP/1.0 message with Transfer-Encoding MUST
-        # treat it as if the framing is faulty and close the connection.
-        return 400, "Transfer-Encoding in an HTTP/1.0 request"
-    return None
-
-
-def _transfer_coding(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
-    # RFC 9112 §6.3: if chunked is not the final transfer coding of a request, its length
-    # cannot be determined: 400 and close. §7: chunked MUST NOT be applied twice. §6.1: a coding
-    # the server does not understand SHOULD get 501. (h11 refuses all of these before we see
-    # them, see TE_REFUSAL_STATUS; httptools lets "gzip" through with no body at all.)
-    if not f.transfer_encoding:
-        return None
-    codings = [c.strip().lower() for v in f.transfer_encoding for c in v.split(b",") if c.strip()]
-    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
-        return 400, "Invalid Transfer-Encoding"
-    if len(codings) > 1:
-        return 501, "Unsupported Transfer-Encoding"
-    return None
-
-
-def _host(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     # RFC 9112 §3.2: a server MUST respond with 400 to an HTTP/1.1 request without Host, and to
     # a request with an invalid Host value (h11 checks the first; httptools neither).
     if not f.hosts:
-        return (400, "Missing Host header") if ev.http_version == b"1.1" else None
-    if _HOST.fullmatch(f.hosts[0]) is None:
+        if version == b"1.1":
+            return 400, "Missing Host header"
+    elif _HOST.fullmatch(f.hosts[0]) is None:
         return 400, "Invalid Host header"
-    return None
 
-
-def _body_size(ev: Head, f: _Fields, opts: ServerOpts) -> Refusal | None:
     # Both parsers already checked Content-Length is all digits.
     limit = opts.max_body_size
     if limit is not None and f.content_length is not None and int(f.content_length) > limit:
         return 413, "Content Too Large"
-    return None
-
-
-# Order matters: the first refusal wins. Version first (nothing else is meaningful without it),
-# then the size limits, then method and target, then the header semantics.
-_CHECKS: tuple[Check, ...] = (
-    _version,
-    _target_length,
-    _header_count,
-    _head_size,
-    _connect,
-    _target_form,
-    _duplicates,
-    _field_values,
-    _framing,
-    _transfer_coding,
-    _host,
-    _body_size,
-)
-
-
-def check_request(ev: Head, opts: ServerOpts) -> Refusal | None:
-    """The first rule ``ev`` breaks, or ``None`` when the request may be served."""
-    fields = _Fields(ev.headers)
-    for check in _CHECKS:
-        refusal = check(ev, fields, opts)
-        if refusal is not None:
-            return refusal
     return None
