@@ -42,9 +42,9 @@ access_log = logging.getLogger("tophat.access")
 
 _DEFAULT_OPTS = ServerOpts()
 
-_CLOSE = (b"Connection", b"close")
-_CLOSE_OURS = (b"connection", b"close")
-_CHUNKED = (b"Transfer-Encoding", b"chunked")
+_CLOSE = ("Connection", "close")
+_CLOSE_OURS = ("connection", "close")
+_CHUNKED = ("Transfer-Encoding", "chunked")
 
 _BROKEN = (OSError, StreamClosed)
 
@@ -231,22 +231,22 @@ class _Connection:
             self._set_phase("write")
         await self.stream.send_all(data)
 
-    def _date(self) -> bytes:
+    def _date(self) -> str:
         # RFC 9110 §6.6.1: an origin server with a clock MUST send Date; one-second resolution.
         global _DATE
         now = int(time.time())
         if _DATE[0] != now:
-            _DATE = (now, formatdate(now, usegmt=True).encode())
+            _DATE = (now, formatdate(now, usegmt=True))
         return _DATE[1]
 
-    def _head(self, response: Response, request: Request) -> list[tuple[bytes, bytes]]:
+    def _head(self, response: Response, request: Request) -> list[tuple[str, str]]:
         """The header fields to send: the user's, minus framing, plus Date, framing, close.
 
         We compute every framing and connection header ourselves (rather than leave some to
         h11) so that ``ResponseWritten.headers`` is exactly what went out.
         """
         status = response.status
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[str, str]] = []
         has_date = has_server = False
         user_close = False
         for lname, name, value in response.headers._items:
@@ -257,11 +257,11 @@ class _Connection:
                 has_date = True
             elif lname == "server":
                 has_server = True
-            headers.append((name.encode("ascii"), value.encode("latin-1")))
+            headers.append((name, value))
         if not has_date:
-            headers.append((b"date", self._date()))
+            headers.append(("date", self._date()))
         if not has_server and self.opts.server_header:
-            headers.append((b"server", self.opts.server_header.encode("latin-1")))
+            headers.append(("server", self.opts.server_header))
         keep_alive_requested = self._keep_alive
         close = (
             self._must_close
@@ -274,7 +274,7 @@ class _Connection:
         if status in _NO_CONTENT_STATUS:
             pass
         elif response.length is not None:
-            headers.append((b"content-length", str(response.length).encode()))
+            headers.append(("content-length", str(response.length)))
         elif request.version == "1.1":
             chunked = True
         else:
@@ -292,7 +292,7 @@ class _Connection:
             headers.append(_CLOSE)
         return headers
 
-    async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
         """Put ``response`` on the wire (the writer's sink); return (status, headers, body bytes).
 
         A streamed body's first piece is pulled *before* the head is sent: an error raised
@@ -380,14 +380,14 @@ class _Connection:
         self._response_started = True
         body = reason.encode("latin-1", "replace")
         headers = [
-            (b"date", self._date()),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
+            ("date", self._date()),
+            ("content-type", "text/plain; charset=utf-8"),
+            ("content-length", str(len(body))),
         ]
         if keep_alive_requested:
             headers.append(_CLOSE_OURS)
         if self.opts.server_header:
-            headers.append((b"server", self.opts.server_header.encode("latin-1")))
+            headers.append(("server", self.opts.server_header))
         if not keep_alive_requested:
             headers.append(_CLOSE)
         data = _serialize.head(status, headers)
@@ -490,7 +490,7 @@ class _Connection:
         body.finished = True
 
 
-_DATE: tuple[int, bytes] = (0, b"")
+_DATE: tuple[int, str] = (0, "")
 
 
 def _headers(items: Any) -> Headers:

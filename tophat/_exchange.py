@@ -65,7 +65,7 @@ class ExchangeSink(Protocol):
 
     async def send_response(
         self, response: Response
-    ) -> tuple[int, list[tuple[bytes, bytes]], int]: ...
+    ) -> tuple[int, list[tuple[str, str]], int]: ...
 
 
 async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink) -> None:

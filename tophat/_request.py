@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json as _json
 from collections.abc import AsyncIterator, Iterator, Mapping
-from functools import cached_property
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -121,10 +120,12 @@ class Request:
     """
 
     __slots__ = (
-        "__dict__",  # for cached_property
         "_body",
         "_consumed",
         "_host",
+        "_path",
+        "_query",
+        "_raw_path",
         "_source",
         "client",
         "ext",
@@ -132,7 +133,6 @@ class Request:
         "method",
         "params",
         "query_string",
-        "raw_path",
         "root_path",
         "scheme",
         "server",
@@ -167,6 +167,7 @@ class Request:
         self.params: Mapping[str, Any] = {}
         path, _, self.query_string = _origin_path(target).partition("?")
         self.raw_path = path
+        self._query: Query | None = None
         self.root_path = ""
         if isinstance(body, bytes):
             self._body: bytes | None = body
@@ -176,14 +177,28 @@ class Request:
             self._source = body if body is not None else _NoBody()
         self._consumed = False
 
-    @cached_property
+    @property
+    def raw_path(self) -> str:
+        return self._raw_path
+
+    @raw_path.setter
+    def raw_path(self, raw_path: str) -> None:
+        self._raw_path = raw_path
+        # Decoded now when there is nothing to decode (most paths), else on first use.
+        self._path: str | None = None if "%" in raw_path else raw_path
+
+    @property
     def path(self) -> str:
         """The percent-decoded path (invalid escapes stay as they are; UTF-8 assumed)."""
-        return unquote(self.raw_path, errors="surrogateescape")
+        if self._path is None:
+            self._path = unquote(self._raw_path, errors="surrogateescape")
+        return self._path
 
-    @cached_property
+    @property
     def query(self) -> Query:
-        return Query(self.query_string)
+        if self._query is None:
+            self._query = Query(self.query_string)
+        return self._query
 
     @property
     def host(self) -> str | None:
@@ -203,8 +218,7 @@ class Request:
         self._host = value
 
     def _set_raw_path(self, raw_path: str) -> None:
-        self.raw_path = raw_path
-        self.__dict__.pop("path", None)  # drop the cached decoded path
+        self.raw_path = raw_path  # (the setter drops the decoded path)
 
     def data(self, cls: type[T]) -> T:
         """The object of type ``cls`` shared through ``Router.data`` (typed, no globals).

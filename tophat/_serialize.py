@@ -31,27 +31,26 @@ OVERLOADED = (
 # send RST).
 LINGER = 2.0
 
-# Status line per code, built once (saves a format and an encode per response).
-_STATUS_LINES = {
-    code: b"HTTP/1.1 %d %s\r\n" % (code, reason_phrase(code).encode("latin-1"))
-    for code in range(100, 600)
-}
+# Status line per code, built once (saves a format per response).
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {reason_phrase(code)}\r\n" for code in range(100, 600)}
 
 
-def head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The status line and header section. Host, if present, goes first (as h11 does)."""
-    parts = [_STATUS_LINES[status]]
-    hosts = None
-    for name, value in headers:
-        if name.lower() == b"host":
-            hosts = hosts or []
-            hosts.append(b"%s: %s\r\n" % (name, value))
+def head(status: int, fields: list[tuple[str, str]]) -> bytes:
+    """The status line and header section. Host, if present, goes first (as h11 does).
+
+    Names are tokens and values Latin-1 (``Headers`` checked them when they were set), so the
+    whole head is built as text and encoded once (an encode per name and per value cost more).
+    """
+    lines = [_STATUS_LINES[status]]
+    hosts = 1
+    for name, value in fields:
+        if name.lower() == "host":
+            lines.insert(hosts, f"{name}: {value}\r\n")
+            hosts += 1
         else:
-            parts.append(b"%s: %s\r\n" % (name, value))
-    if hosts:
-        parts[1:1] = hosts
-    parts.append(b"\r\n")
-    return b"".join(parts)
+            lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 def chunk(data: bytes) -> bytes:

@@ -13,6 +13,8 @@ __all__ = ["Response", "ResponseWriter", "ResponseWritten", "ServerSentEvent"]
 
 Body = bytes | AsyncIterable[bytes]
 
+_TEXT = "text/plain; charset=utf-8"
+
 
 class Response:
     """A response being built: status, headers and body.
@@ -39,7 +41,7 @@ class Response:
 class _Sink(Protocol):
     """What the connection offers a writer: put a response on the wire."""
 
-    async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
         """Send it; return ``(status, header fields sent, body bytes written)``."""
         ...
 
@@ -59,7 +61,7 @@ class ResponseWritten:
     __slots__ = ("_headers", "_raw_headers", "bytes_written", "status")
 
     def __init__(
-        self, _token: object, status: int, headers: list[tuple[bytes, bytes]], bytes_written: int
+        self, _token: object, status: int, headers: list[tuple[str, str]], bytes_written: int
     ) -> None:
         if _token is not _TOKEN:
             raise TypeError("ResponseWritten is made only by ResponseWriter.send()")
@@ -71,12 +73,7 @@ class ResponseWritten:
     @property
     def headers(self) -> Headers:
         if self._headers is None:  # built on first use: most handlers never look
-            self._headers = Headers._trusted(
-                [
-                    (n.decode().lower(), n.decode(), v.decode("latin-1"))
-                    for n, v in self._raw_headers
-                ]
-            )
+            self._headers = Headers._trusted([(n.lower(), n, v) for n, v in self._raw_headers])
         return self._headers
 
     def __repr__(self) -> str:
@@ -176,9 +173,16 @@ class ResponseWriter:
                 f"body must be bytes, str or an async iterable of bytes, not {type(body).__name__}"
             )
 
-    def set_text(self, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
-        self.set_body(text.encode())
-        self.response.headers.set("content-type", content_type)
+    def set_text(self, text: str, content_type: str = _TEXT) -> None:
+        body = text.encode()
+        r = self.response
+        r.body = body
+        r.length = len(body)
+        if content_type is _TEXT:
+            # The default type, checked once (here, in _TEXT): skip the per-call check.
+            r.headers._set_valid("content-type", "content-type", _TEXT)
+        else:
+            r.headers.set("content-type", content_type)
 
     def set_json(self, obj: Any, *, dumps: Callable[[Any], str] = _json.dumps) -> None:
         self.set_body(dumps(obj).encode())

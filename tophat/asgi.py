@@ -281,30 +281,30 @@ class _Exchange:
 
     # -- the response (the ResponseWriter's _Sink) --------------------------------------------
 
-    def _head(self, response: Response) -> list[tuple[bytes, bytes]]:
+    def _head(self, response: Response) -> list[tuple[str, str]]:
         """The user's header fields minus framing, plus Content-Length for a known length.
 
         Without a length the ASGI server frames the body (chunked on HTTP/1.1). Names are
         lower-cased, as ASGI requires.
         """
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[str, str]] = []
         close = self._too_large  # the rest of the body stays unread: close, as accept() does
         for lname, _, value in response.headers._items:
             if lname in _SERVER_MANAGED:
                 # A user "Connection: close" asks to close; other values are dropped.
                 close = close or (lname == "connection" and "close" in value.lower())
                 continue
-            headers.append((lname.encode("ascii"), value.encode("latin-1")))
+            headers.append((lname, value))
         if self.app.date_header and "date" not in response.headers:
-            headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
+            headers.append(("date", formatdate(usegmt=True)))
         # RFC 9110 §8.6: no Content-Length in a 204; a 304 carries no content either.
         if response.status not in _NO_CONTENT_STATUS and response.length is not None:
-            headers.append((b"content-length", str(response.length).encode("ascii")))
+            headers.append(("content-length", str(response.length)))
         if close:
-            headers.append(_CLOSE)
+            headers.append(("connection", "close"))
         return headers
 
-    async def send_response(self, response: Response) -> tuple[int, list[tuple[bytes, bytes]], int]:
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
         """Send ``response`` as ASGI messages; return (status, headers, body bytes written).
 
         As in :func:`tophat.accept`, a streamed body's first piece is pulled before the head
@@ -319,7 +319,8 @@ class _Exchange:
         headers = self._head(response)
         self.started = True
         send = self._send_or_gone
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        raw = [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
         if pieces is None:
             data = b"" if no_body or not isinstance(body, bytes) else body
             await send({"type": "http.response.body", "body": data, "more_body": False})
