@@ -14,9 +14,13 @@ import re
 
 import httptools
 
-from ._parse import CLOSED, NEED_DATA, End, Event, Head, ParseError
+from ._parse import _END_NO_TRAILERS, CLOSED, NEED_DATA, End, Event, Head, ParseError
 
 __all__ = ["HttptoolsParser"]
+
+
+# The versions every request has, as bytes (saves an encode per request).
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 
 
 class _Stop(Exception):
@@ -104,7 +108,8 @@ class HttptoolsParser:
         self._head_done = True
         self._pending = 0
         method = parser.get_method()
-        version = parser.get_http_version().encode()
+        text = parser.get_http_version()
+        version = _VERSIONS.get(text) or text.encode()
         if version == b"0.9" and b" HTTP/0.9" not in self._data:
             # llhttp takes a request-line without a version ("GET /") for HTTP/0.9; h11 refuses
             # it as malformed, and so do we: 400. (An explicit "HTTP/0.9" gets 505 below.)
@@ -119,7 +124,7 @@ class HttptoolsParser:
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        self._events.append(End(self._trailers))
+        self._events.append(End(self._trailers) if self._trailers else _END_NO_TRAILERS)
 
     # -- the parser interface -----------------------------------------------------------------
 
