@@ -444,7 +444,7 @@ class _Connection:
                 return
             if head is None:
                 return
-            fields = Fields(head.headers)
+            fields = Fields(head.headers, parser.values_checked)
             refusal = check_request(head, fields, self.opts)
             keep_alive = head.http_version == b"1.1" and not fields.close
             if refusal is not None:

@@ -59,6 +59,8 @@ class HttptoolsParser:
         "_url",
     )
 
+    values_checked = True  # llhttp refuses control characters (but HTAB) in field values
+
     def __init__(self, max_head_size: int) -> None:
         self._max = max_head_size
         self._events: list[Event | ParseError] = []

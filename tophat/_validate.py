@@ -62,6 +62,9 @@ _SINGLETONS = frozenset(
     )
 )
 
+# The fields the checks and the connection look at.
+_WATCHED = _SINGLETONS | {b"transfer-encoding", b"connection", b"expect"}
+
 # RFC 3986 §3.2: host = IP-literal / IPv4address / reg-name; port = *DIGIT.
 _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
@@ -74,6 +77,9 @@ _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
 # RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
 # control characters are invalid too and no legitimate client sends them, so we refuse them.
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+_VALID_HOSTS: set[bytes] = set()
 
 
 class Fields:
@@ -89,33 +95,45 @@ class Fields:
         "transfer_encoding",
     )
 
-    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.duplicate: bytes | None = None
-        self.ctl = False
-        self.hosts: list[bytes] = []
-        self.transfer_encoding: list[bytes] = []
-        self.content_length: bytes | None = None
-        self.close = False  # a Connection field with the "close" option
-        self.expect_continue = False  # "Expect: 100-continue"
+    def __init__(self, headers: list[tuple[bytes, bytes]], values_checked: bool = False) -> None:
+        """``values_checked``: the parser already refused control characters in values
+        (llhttp does; h11 does not)."""
+        # (Locals in the loop, attributes set once: this runs for every request.)
+        duplicate: bytes | None = None
+        hosts: list[bytes] = []
+        transfer_encoding: list[bytes] = []
+        content_length: bytes | None = None
+        close = expect_continue = False
         seen: set[bytes] = set()
         for name, value in headers:
+            if name not in _WATCHED:
+                continue
             if name in _SINGLETONS:
-                if name in seen and self.duplicate is None:
-                    self.duplicate = name
+                if name in seen and duplicate is None:
+                    duplicate = name
                 seen.add(name)
                 if name == b"host":
-                    self.hosts.append(value)
+                    hosts.append(value)
                 elif name == b"content-length":
-                    self.content_length = value
+                    content_length = value
             elif name == b"transfer-encoding":
-                self.transfer_encoding.append(value)
+                transfer_encoding.append(value)
             elif name == b"connection":
-                self.close = self.close or b"close" in value.lower()
-            elif name == b"expect":
-                self.expect_continue = self.expect_continue or b"100-continue" in value.lower()
+                close = close or b"close" in value.lower()
+            else:  # expect
+                expect_continue = expect_continue or b"100-continue" in value.lower()
+        self.duplicate = duplicate
+        self.hosts = hosts
+        self.transfer_encoding = transfer_encoding
+        self.content_length = content_length
+        self.close = close  # a Connection field with the "close" option
+        self.expect_continue = expect_continue  # "Expect: 100-continue"
         # One search over every value (HTAB, allowed, joins them) instead of one per field.
-        if headers and _CTL.search(b"\t".join([value for _, value in headers])) is not None:
-            self.ctl = True
+        self.ctl = (
+            not values_checked
+            and bool(headers)
+            and _CTL.search(b"\t".join([value for _, value in headers])) is not None
+        )
 
     @property
     def has_content(self) -> bool:
@@ -206,8 +224,13 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
     if not f.hosts:
         if version == b"1.1":
             return 400, "Missing Host header"
-    elif _HOST.fullmatch(f.hosts[0]) is None:
-        return 400, "Invalid Host header"
+    elif f.hosts[0] not in _VALID_HOSTS:
+        host = f.hosts[0]
+        if _HOST.fullmatch(host) is None:
+            return 400, "Invalid Host header"
+        # A server sees a few Host values again and again: remember them (saves the regex).
+        if len(_VALID_HOSTS) < 256 and len(host) <= 255:
+            _VALID_HOSTS.add(host)
 
     # Both parsers already checked Content-Length is all digits.
     limit = opts.max_body_size
