@@ -466,7 +466,8 @@ class _Connection:
                 # No content: the parser has the end of the request already. Taking it now
                 # makes reading the (empty) body and getting ready for the next request free.
                 self._expect_continue = False
-                self._take_end(body)
+                parser.end_without_content()
+                body.finished = True
             request = Request(
                 head.method.decode("ascii"),
                 head.target.decode("latin-1"),
@@ -488,12 +489,6 @@ class _Connection:
             # request (an idle keep-alive connection should cost little memory).
             del head, fields, body, request
             parser.next_cycle()
-
-    def _take_end(self, body: _Body) -> None:
-        event = self.parser.next_event()
-        if type(event) is not End:
-            raise RuntimeError(f"expected the end of a request without content, got {event!r}")
-        body.finished = True
 
 
 _DATE: tuple[int, str] = (0, "")

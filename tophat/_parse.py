@@ -103,6 +103,10 @@ class Parser(Protocol):
 
     def next_event(self) -> Event: ...
 
+    def end_without_content(self) -> None:
+        """The request just parsed has no content (the caller checked its header fields):
+        take its end now, instead of ``next_event`` returning ``End``."""
+
     def next_cycle(self) -> None:
         """Get ready for the next request (after ``End``), keeping pipelined bytes."""
 
@@ -220,6 +224,12 @@ class H11Parser:
         # Upgrade requests normally, so this only shows up when the next request is asked for
         # too early — a bug in the caller.
         raise RuntimeError(f"unexpected h11 event {event!r}")
+
+    def end_without_content(self) -> None:
+        # Nothing to do: h11 would return EndOfMessage without consuming a byte, and
+        # next_cycle hands the bytes after the head to a fresh Connection (skipping that
+        # next_event saves ~3 µs of h11 state machine per request).
+        pass
 
     def next_cycle(self) -> None:
         old = self._conn

@@ -201,6 +201,12 @@ class HttptoolsParser:
             return CLOSED
         return NEED_DATA
 
+    def end_without_content(self) -> None:
+        # llhttp completed a request without content in the same feed as its head.
+        event = self._events.pop(0) if self._events else None
+        if type(event) is not End:
+            raise RuntimeError(f"expected the end of a request without content, got {event!r}")
+
     def next_cycle(self) -> None:
         # llhttp goes on to the next request by itself; when nothing of one was fed yet, the
         # parser and the last request's pieces are let go (memory of idle connections).
