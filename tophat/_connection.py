@@ -25,7 +25,7 @@ from ._exchange import aclose as _aclose
 from ._exchange import next_piece as _next_piece
 from ._headers import Headers
 from ._opts import ServerOpts
-from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, make_parser
+from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, _Sentinel, make_parser
 from ._request import NEVER_STOPPING, Request, Stopping
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
 from ._validate import Fields, check_request
@@ -75,9 +75,16 @@ class _Body:
     async def read_body(self) -> bytes | None:
         if self.finished:
             return None
-        if self.conn._body is not self:
+        conn = self.conn
+        if conn._body is not self:
             raise RuntimeError("the request is over: its body can no longer be read")
-        return await self.conn._read_body_piece(self)
+        while True:
+            # (What the parser has is taken without a coroutine call; one when bytes must be
+            # waited for.)
+            piece = conn._body_piece(self)
+            if not isinstance(piece, _Sentinel):  # (NEED_DATA)
+                return piece
+            await conn._receive_body()
 
 
 class _Connection:
@@ -159,47 +166,50 @@ class _Connection:
                 return None
             raise RuntimeError(f"unexpected parser event {event!r} while waiting for a request")
 
-    async def _read_body_piece(self, body: _Body) -> bytes | None:
-        parser = self.parser
-        while True:
-            try:
-                event = parser.next_event()
-                if event is NEED_DATA:
-                    if self._expect_continue:
-                        # RFC 9110 §10.1.1: send 100 (Continue) once we start reading the body.
-                        self._expect_continue = False
-                        if not self._response_started:
-                            await self._send(_serialize.CONTINUE)
-                    await self._receive("body")
-                    continue
-            except ParseError as exc:
-                self._must_close = True
-                if parser.at_eof:
-                    raise Glitch(400, "Incomplete request body", cause=exc) from exc
-                raise Glitch(exc.status, "Invalid request body", cause=exc) from exc
-            except StreamTimeout as exc:
-                self._must_close = True
-                raise Glitch(408, "Request body timeout", cause=exc) from exc
-            except _BROKEN as exc:
-                # The connection broke under the body: nobody to answer. The endpoint sees an
-                # incomplete body (a Glitch it may catch); the connection then just closes.
-                self._must_close = True
-                log.debug("connection lost while reading a request body: %r", exc)
+    def _body_piece(self, body: _Body) -> bytes | _Sentinel | None:
+        """The next piece of ``body`` the parser has, None at its end, or NEED_DATA."""
+        try:
+            event = self.parser.next_event()
+        except ParseError as exc:
+            self._must_close = True
+            if self.parser.at_eof:
                 raise Glitch(400, "Incomplete request body", cause=exc) from exc
-            if type(event) is bytes:
-                self._expect_continue = False  # the client sent its body without waiting
-                body.received += len(event)
-                limit = self.opts.max_body_size
-                if limit is not None and body.received > limit:
-                    self._must_close = True
-                    raise Glitch(413, "Content Too Large")
-                return event
-            if type(event) is End:
+            raise Glitch(exc.status, "Invalid request body", cause=exc) from exc
+        if type(event) is bytes:
+            self._expect_continue = False  # the client sent its body without waiting
+            body.received += len(event)
+            limit = self.opts.max_body_size
+            if limit is not None and body.received > limit:
+                self._must_close = True
+                raise Glitch(413, "Content Too Large")
+            return event
+        if type(event) is End:
+            self._expect_continue = False
+            body.finished = True
+            body.trailers = _headers(event.trailers) if event.trailers else None
+            return None
+        if event is NEED_DATA:
+            return NEED_DATA
+        raise RuntimeError(f"unexpected parser event {event!r} while reading a body")
+
+    async def _receive_body(self) -> None:
+        """Wait for more of the request body (after 100 Continue, if the client waits for it)."""
+        try:
+            if self._expect_continue:
+                # RFC 9110 §10.1.1: send 100 (Continue) once we start reading the body.
                 self._expect_continue = False
-                body.finished = True
-                body.trailers = _headers(event.trailers) if event.trailers else None
-                return None
-            raise RuntimeError(f"unexpected parser event {event!r} while reading a body")
+                if not self._response_started:
+                    await self._send(_serialize.CONTINUE)
+            await self._receive("body")
+        except StreamTimeout as exc:
+            self._must_close = True
+            raise Glitch(408, "Request body timeout", cause=exc) from exc
+        except _BROKEN as exc:
+            # The connection broke under the body: nobody to answer. The endpoint sees an
+            # incomplete body (a Glitch it may catch); the connection then just closes.
+            self._must_close = True
+            log.debug("connection lost while reading a request body: %r", exc)
+            raise Glitch(400, "Incomplete request body", cause=exc) from exc
 
     async def _drain(self) -> bool:
         """Discard what is left of an unread request body; False if the connection must close."""
@@ -218,7 +228,7 @@ class _Connection:
             return False
         drained = 0
         try:
-            while (piece := await self._read_body_piece(body)) is not None:
+            while (piece := await body.read_body()) is not None:
                 drained += len(piece)
                 if drained > budget:
                     return False
@@ -227,6 +237,12 @@ class _Connection:
         return True
 
     # -- writing ------------------------------------------------------------------------------
+
+    def _sent_at_once(self, data: bytes) -> bool:
+        """Send ``data`` now if the stream can take it without waiting (no coroutine: two
+        coroutine calls less per write); False, nothing sent, when ``_send`` must be used."""
+        send_nowait = self._send_nowait
+        return send_nowait is not None and send_nowait(data)
 
     async def _send(self, data: bytes) -> None:
         if self._set_phase is not None:
@@ -322,12 +338,10 @@ class _Connection:
                     if written <= _COALESCE:
                         data += body  # one write for head and body
                     else:
-                        await self._send(data)  # no copy of a large body
+                        if not self._sent_at_once(data):
+                            await self._send(data)  # the head alone: no copy of a large body
                         data = body
-                # The common case, a fixed body the stream takes at once: no coroutine for
-                # the write (two coroutine calls less per response).
-                send_nowait = self._send_nowait
-                if send_nowait is None or not send_nowait(data):
+                if not self._sent_at_once(data):
                     await self._send(data)
             else:
                 declared = response.length
@@ -338,7 +352,8 @@ class _Connection:
                         if declared is not None and written > declared:
                             raise _LengthMismatch(declared, written)
                         data += _serialize.chunk(first) if chunked else first
-                        await self._send(data)
+                        if not self._sent_at_once(data):
+                            await self._send(data)
                         first = await _next_piece(pieces)
                         data = b""
                 finally:

@@ -38,7 +38,15 @@ def check_name(name: str) -> str:
     return name.lower()
 
 
+# Values that passed check_value -> their stripped form, for short values (content types,
+# cache directives, ...), which responses set again and again: saves a regex search per set.
+_KNOWN_VALUES: dict[str, str] = {}
+
+
 def check_value(value: str) -> str:
+    known = _KNOWN_VALUES.get(value) if type(value) is str else None
+    if known is not None:
+        return known
     if not isinstance(value, str):
         raise HeaderError(f"header value must be str, not {type(value).__name__}")
     if _BAD_VALUE.search(value) is not None:
@@ -47,7 +55,10 @@ def check_value(value: str) -> str:
             "and characters outside Latin-1 are refused"
         )
     # RFC 9110 §5.5: leading and trailing whitespace is not part of the field value.
-    return value.strip(" \t")
+    stripped = value.strip(" \t")
+    if len(value) <= 64 and len(_KNOWN_VALUES) < 1024:
+        _KNOWN_VALUES[value] = stripped
+    return stripped
 
 
 class Headers:

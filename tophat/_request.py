@@ -265,7 +265,20 @@ class Request:
         if self._body is None:
             if self._consumed:
                 raise RuntimeError("the request body was already read with stream()")
-            self._body = b"".join([chunk async for chunk in self.stream()])
+            self._consumed = True
+            # Read directly, not through stream(): no async generator, and a body that
+            # arrived in one piece is kept as is (no list, no join).
+            read = self._source.read_body
+            first = await read()
+            if first is None:
+                self._body = b""
+            elif (piece := await read()) is None:
+                self._body = first
+            else:
+                pieces = [first, piece]
+                while (piece := await read()) is not None:
+                    pieces.append(piece)
+                self._body = b"".join(pieces)
         return self._body
 
     async def text(self) -> str:
