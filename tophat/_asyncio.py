@@ -147,7 +147,9 @@ class _Conn(asyncio.Protocol):
         if self._buffered > _HIGH_WATER and not self._reading_paused and self._transport:
             self._reading_paused = True
             self._transport.pause_reading()
-        self._wake()
+        waiter = self._waiter  # (_wake inlined: once per read)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def eof_received(self) -> bool:
         if self._lingering:

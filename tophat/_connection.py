@@ -175,7 +175,7 @@ class _Connection:
         if type(event) is End:
             self._expect_continue = False
             body.finished = True
-            body.trailers = _headers(event.trailers) if event.trailers else None
+            body.trailers = Headers._from_wire(event.trailers) if event.trailers else None
             return None
         if event is NEED_DATA:
             return NEED_DATA
@@ -503,7 +503,7 @@ class _Connection:
         request = Request(
             head.method.decode("ascii"),
             head.target.decode("latin-1"),
-            _headers(head.headers),
+            Headers._from_wire(head.headers),
             version=head.http_version.decode("ascii"),
             client=self.client,
             server=self.server,
@@ -524,13 +524,6 @@ class _Connection:
 
 
 _DATE: tuple[int, str] = (0, "")
-
-
-def _headers(items: list[tuple[bytes, bytes]]) -> Headers:
-    # (Names arrive lower-cased from the parser: the name as given is the lower-cased one.)
-    return Headers._trusted(
-        [(name := n.decode("latin-1"), name, v.decode("latin-1")) for n, v in items]
-    )
 
 
 def _peer(client: tuple[str, int] | None) -> str:

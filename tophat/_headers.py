@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 __all__ = ["HeaderError", "Headers"]
 
@@ -72,9 +72,10 @@ class Headers:
     ('text/html', ['text/html', 'text/plain'])
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_raw")
 
     _items: list[tuple[str, str, str]]  # (lower-cased name, name as given, value)
+    _raw: list[tuple[bytes, bytes]] | None  # fields as parsed, not decoded yet (_from_wire)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         self._items = []
@@ -89,6 +90,26 @@ class Headers:
         h = cls.__new__(cls)
         h._items = items
         return h
+
+    @classmethod
+    def _from_wire(cls, raw: list[tuple[bytes, bytes]]) -> Headers:
+        """Request fields as the parser gave them (lower-case names), checked by it and the
+        strict layer. They are decoded on first use: many endpoints never look at most
+        requests' fields (~0.2 µs per field saved then)."""
+        h = cls.__new__(cls)
+        h._raw = raw
+        return h
+
+    if not TYPE_CHECKING:  # (hidden from type checkers: no attribute should look valid)
+
+        def __getattr__(self, name: str) -> list[tuple[str, str, str]]:
+            # Only called while ``_items`` is unset, i.e. for fields made by _from_wire.
+            if name != "_items":
+                raise AttributeError(name)
+            raw = object.__getattribute__(self, "_raw")
+            self._raw = None
+            self._items = [(n := k.decode("latin-1"), n, v.decode("latin-1")) for k, v in raw]
+            return self._items
 
     # -- reading ---------------------------------------------------------------------------
 
