@@ -165,7 +165,9 @@ def test_workers_with_the_uvloop_runtime_serve_and_stop_on_sigint() -> None:
     c = Cluster(_free_port(), 2, "uvloop")
     try:
         seen = set()
-        for _ in range(40):
+        # SO_REUSEPORT spreads connections by a hash: on a loaded machine one worker may take
+        # a while to start, so keep asking (bounded) until both answered.
+        for _ in range(400):
             with socket.create_connection((HOST, c.port), timeout=5) as s:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 data = b""
