@@ -89,3 +89,25 @@ async def test_responses_are_byte_identical_to_h11(
 
 def _reason(raw: bytes) -> bytes:
     return raw.split(b"\r\n", 1)[0].split(b" ", 2)[2]
+
+
+async def test_host_fields_go_first_as_h11_writes_them() -> None:
+    fields = [("x-a", "1"), ("Host", "h1"), ("x-b", "2"), ("host", "h2")]
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        for name, value in fields:
+            w.append_header(name, value)
+        w.set_body(b"hi")
+        return await w.send()
+
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    ours = await TestClient(endpoint).raw(request)
+    date = ours.split(b"\r\ndate: ", 1)[1].split(b"\r\n", 1)[0]
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(request)
+    conn.next_event()
+    sent = [(n.encode(), v.encode()) for n, v in fields]
+    sent += [(b"date", date), (b"content-length", b"2")]
+    theirs = conn.send(h11.Response(status_code=200, headers=sent, reason=b"OK"))
+    theirs += conn.send(h11.Data(data=b"hi")) + conn.send(h11.EndOfMessage())
+    assert ours == theirs

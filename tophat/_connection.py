@@ -264,6 +264,10 @@ class _Connection:
                 has_date = True
             elif lname == "server":
                 has_server = True
+            elif lname == "host":
+                # h11 writes Host first (test_serialize.py holds us to h11's bytes).
+                headers.insert(sum(n.lower() == "host" for n, _ in headers), (name, value))
+                continue
             headers.append((name, value))
         if not has_date:
             headers.append(("date", self._date()))

@@ -36,21 +36,14 @@ _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason_phrase(code)}\r\n" for code in 
 
 
 def head(status: int, fields: list[tuple[str, str]]) -> bytes:
-    """The status line and header section. Host, if present, goes first (as h11 does).
+    """The status line and header section, the fields in the order given (h11 sends Host
+    first: callers put it there).
 
     Names are tokens and values Latin-1 (``Headers`` checked them when they were set), so the
     whole head is built as text and encoded once (an encode per name and per value cost more).
     """
-    lines = [_STATUS_LINES[status]]
-    hosts = 1
-    for name, value in fields:
-        if name.lower() == "host":
-            lines.insert(hosts, f"{name}: {value}\r\n")
-            hosts += 1
-        else:
-            lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    lines = "".join([f"{name}: {value}\r\n" for name, value in fields])
+    return (_STATUS_LINES[status] + lines + "\r\n").encode("latin-1")
 
 
 def chunk(data: bytes) -> bytes:
