@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from .._connection import Endpoint
 from .._headers import Headers, check_name
+from .._writer import Response
 
 __all__ = ["Middleware", "add_vary", "chain"]
 
@@ -44,14 +45,63 @@ def add_vary(headers: Headers, *names: str) -> None:
     """
     for name in names:
         check_name(name)
-    values = [value for lname, _, value in headers._items if lname == "vary"]
-    if not values:  # the common case: one scan, one append
-        headers._items.append(("vary", "vary", ", ".join(names)))
+    _add_checked_vary(headers, names, ", ".join(names))
+
+
+def _vary_hook(*names: str) -> Callable[[Response], None]:
+    """A ``before_send`` hook that adds ``names`` to the response's ``Vary`` (as ``add_vary``).
+
+    The names are checked, and joined, once here: middleware that vary every response build
+    the hook at construction, so a request pays only for the merge.
+
+    Raises:
+        HeaderError: if a name is not a token.
+    """
+    for name in names:
+        check_name(name)
+    joined = ", ".join(names)
+
+    def hook(response: Response) -> None:
+        _add_checked_vary(response.headers, names, joined)
+
+    return hook
+
+
+# (the Vary fields a response has, names to add) -> the merged value, or None when nothing
+# changes. An application's responses carry a handful of distinct Vary values: remembering
+# each merge saves its split, strip and join per response (bounded, as check_name's cache).
+_MERGED_VARY: dict[tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]], str | None] = {}
+
+
+def _add_checked_vary(headers: Headers, names: tuple[str, ...], joined: str) -> None:
+    """``add_vary`` for names already checked; ``joined`` is ``", ".join(names)``."""
+    items = headers._items
+    found = [item for item in items if item[0] == "vary"]
+    if not found:  # the common case: one scan, one append
+        items.append(("vary", "vary", joined))
         return
+    key = (tuple(found), names)
+    try:
+        merged = _MERGED_VARY[key]
+    except KeyError:
+        merged = _merge_vary([value for _, _, value in found], names)
+        if len(_MERGED_VARY) < 1024:
+            _MERGED_VARY[key] = merged
+    if merged is None:
+        return
+    # Valid without a check (saves check_name and check_value's regex): tokens, and stripped,
+    # non-empty pieces of values Headers validated when they were set.
+    if len(found) == 1:
+        items[items.index(found[0])] = ("vary", "vary", merged)  # in place: no Python scan
+    else:
+        headers._set_valid("vary", "vary", merged)
+
+
+def _merge_vary(values: list[str], names: tuple[str, ...]) -> str | None:
+    """The Vary value that adds ``names`` to ``values``; None when it would change nothing."""
     present = [p.strip() for v in values for p in v.split(",") if p.strip()]
     if "*" in present:
-        return  # already varies on everything
+        return None  # already varies on everything
     lowered = {p.lower() for p in present}
     added = [n for n in names if n.lower() not in lowered]
-    if added:
-        headers.set("vary", ", ".join([*present, *added]))
+    return ", ".join([*present, *added]) if added else None

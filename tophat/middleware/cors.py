@@ -34,8 +34,8 @@ from typing import Literal
 from .._connection import Endpoint
 from .._headers import Headers
 from .._request import Request
-from .._writer import Response, ResponseWriter, ResponseWritten
-from . import Middleware, add_vary
+from .._writer import ResponseWriter, ResponseWritten
+from . import Middleware, _vary_hook, add_vary
 
 __all__ = ["cors"]
 
@@ -46,10 +46,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 _ACAO = "access-control-allow-origin"
-
-
-def _vary_origin(response: Response) -> None:
-    add_vary(response.headers, "Origin")
+_vary_origin = _vary_hook("Origin")  # built once: the per-request hook checks no name
 
 
 def _norm_origin(origin: str) -> str:
@@ -133,6 +130,14 @@ def cors(
         simple_headers.append(("access-control-allow-credentials", "true"))
     if expose:
         simple_headers.append(("access-control-expose-headers", expose))
+    # Per listed origin, as browsers send it (serialized lower-case), every header an actual
+    # request from it gets, as Headers triples (lower-case name, name, value): on a response
+    # with no header yet they are appended as they are, with no origin check, no triple built
+    # and no scan for an existing value. Only configured origins are keys: bounded.
+    origin_fields = {
+        o: [(_ACAO, _ACAO, o), *((name, name, value) for name, value in simple_headers)]
+        for o in origins
+    }
     methods_value = ", ".join(methods)
     max_age_value = None if max_age is None else str(max_age)
 
@@ -190,11 +195,15 @@ def cors(
                 w.before_send(_vary_origin)
             if origin is None:
                 return await endpoint(req, w)
-            method = req.headers.get("access-control-request-method")
-            if req.method == "OPTIONS" and method is not None:
-                return await preflight(req, w, origin, method)
+            if req.method == "OPTIONS":  # only an OPTIONS can be a preflight: no other scan
+                method = req.headers.get("access-control-request-method")
+                if method is not None:
+                    return await preflight(req, w, origin, method)
             h: Headers = w.response.headers
-            if origin_allowed(origin):
+            fields = origin_fields.get(origin)
+            if fields is not None and not h._items:  # no header yet (CORS is usually outermost)
+                h._items.extend(fields)
+            elif origin_allowed(origin):
                 # Values checked at construction, or the request's own Origin (checked by the
                 # parser and the strict layer): no validation again per request.
                 h._set_valid(_ACAO, _ACAO, allow_origin_value(origin))

@@ -38,9 +38,9 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .._connection import Endpoint
 from .._request import Request
-from .._writer import Response, ResponseWriter, ResponseWritten
+from .._writer import ResponseWriter, ResponseWritten
 from ..glitch import Glitch
-from . import Middleware, add_vary
+from . import Middleware, _vary_hook
 
 __all__ = ["USER_KEY", "Identity"]
 
@@ -94,8 +94,7 @@ def _key_bytes(key: str | bytes) -> bytes:
     return data
 
 
-def _vary_cookie(response: Response) -> None:
-    add_vary(response.headers, "Cookie")
+_vary_cookie = _vary_hook("Cookie")  # built once: the per-request hook checks no name
 
 
 class Identity:
