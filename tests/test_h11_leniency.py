@@ -60,11 +60,32 @@ def test_h11_refuses_every_transfer_coding_but_chunked_while_parsing_the_head() 
     assert "Transfer-Encoding" in str(info.value)
 
 
-def test_h11_receive_buffer_length_is_readable() -> None:
-    # tophat reads len(conn._receive_buffer) to measure a head without copying the buffer.
-    conn = h11.Connection(h11.SERVER)
-    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /")
-    before = len(conn._receive_buffer)
-    assert isinstance(conn.next_event(), h11.Request)
-    assert before - len(conn._receive_buffer) == len(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert len(conn._receive_buffer) == len(conn.trailing_data[0])
+def test_h11_readers_that_tophat_calls_directly() -> None:
+    # tophat._parse.H11Parser runs h11's readers over a ReceiveBuffer without h11.Connection.
+    from h11._readers import ChunkedReader, ContentLengthReader, maybe_read_from_IDLE_client
+    from h11._receivebuffer import ReceiveBuffer
+
+    buf = ReceiveBuffer()
+    buf += b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET"
+    request = maybe_read_from_IDLE_client(buf)
+    assert isinstance(request, h11.Request)
+    assert len(buf) == len(b"abcGET")
+    reader = ContentLengthReader(3)
+    data = reader(buf)
+    assert isinstance(data, h11.Data) and bytes(data.data) == b"abc"
+    assert isinstance(reader(buf), h11.EndOfMessage)
+    assert bytes(buf) == b"GET"
+    assert maybe_read_from_IDLE_client(buf) is None  # an incomplete head: wait for more
+    chunked = ChunkedReader()
+    buf = ReceiveBuffer()
+    buf += b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+    assert bytes(chunked(buf).data) == b"abc"  # type: ignore[union-attr]
+    end = chunked(buf)
+    assert isinstance(end, h11.EndOfMessage) and list(end.headers) == [(b"x-t", b"1")]
+    with pytest.raises(h11.RemoteProtocolError):
+        ContentLengthReader(5).read_eof()
+    with pytest.raises(h11.LocalProtocolError) as info:
+        buf = ReceiveBuffer()
+        buf += b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"
+        maybe_read_from_IDLE_client(buf)
+    assert info.value.error_status_hint == 501
