@@ -165,8 +165,12 @@ class Request:
         self.ext: dict[str, Any] = {}
         self._host: str | None = None
         self.params: Mapping[str, Any] = {}
-        path, _, self.query_string = _origin_path(target).partition("?")
-        self.raw_path = path
+        # (origin-form, the usual one, needs no conversion; the raw_path setter inlined)
+        path, _, self.query_string = (
+            target if target[:1] == "/" else _origin_path(target)
+        ).partition("?")
+        self._raw_path = path
+        self._path: str | None = None if "%" in path else path
         self._query: Query | None = None
         self.root_path = ""
         if isinstance(body, bytes):
@@ -185,7 +189,7 @@ class Request:
     def raw_path(self, raw_path: str) -> None:
         self._raw_path = raw_path
         # Decoded now when there is nothing to decode (most paths), else on first use.
-        self._path: str | None = None if "%" in raw_path else raw_path
+        self._path = None if "%" in raw_path else raw_path
 
     @property
     def path(self) -> str:

@@ -91,6 +91,7 @@ class Fields:
         "ctl",
         "duplicate",
         "expect_continue",
+        "has_content",
         "hosts",
         "transfer_encoding",
     )
@@ -128,6 +129,11 @@ class Fields:
         self.content_length = content_length
         self.close = close  # a Connection field with the "close" option
         self.expect_continue = expect_continue  # "Expect: 100-continue"
+        # Whether the request announces content (RFC 9112 §6.3: by Transfer-Encoding or a
+        # non-zero Content-Length).
+        self.has_content = bool(transfer_encoding) or (
+            content_length is not None and content_length.strip(b"0") != b""
+        )
         # One search over every value (HTAB, allowed, joins them) instead of one per field.
         self.ctl = (
             not values_checked
@@ -135,13 +141,6 @@ class Fields:
             and _CTL.search(b"\t".join([value for _, value in headers])) is not None
         )
 
-    @property
-    def has_content(self) -> bool:
-        """Whether the request announces content (RFC 9112 §6.3: by Transfer-Encoding or a
-        non-zero Content-Length)."""
-        return bool(self.transfer_encoding) or (
-            self.content_length is not None and self.content_length.strip(b"0") != b""
-        )
 
 
 # h11 refuses a Transfer-Encoding other than a single "chunked" while it parses the head, so the

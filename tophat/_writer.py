@@ -208,10 +208,11 @@ class ResponseWriter:
             RuntimeError: on a second call.
             OSError: when the connection breaks while sending.
         """
-        if self.sent:
+        if self._written is not None:
             raise RuntimeError("send() was already called for this response")
         self._written = _PENDING  # a send() in progress: a second send() must fail too
-        self._run_before_send()
+        if self._before_send:
+            self._run_before_send()
         status, headers, n = await self._sink.send_response(self.response)
         self._written = ResponseWritten(_TOKEN, status, headers, n)
         return self._written
