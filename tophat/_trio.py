@@ -37,7 +37,7 @@ from typing import Any
 import trio
 
 from ._asyncio import listen_url
-from ._connection import Endpoint, accept
+from ._connection import Endpoint, serving
 from ._opts import KiB, ServerOpts
 from ._serialize import LINGER, OVERLOADED
 from ._stream import Phase, StreamClosed, StreamTimeout
@@ -580,7 +580,8 @@ class TrioServer:
         with conn.scope:
             try:
                 if await conn.start():
-                    await accept(
+                    # (serving(): accept() without its own frame, as the asyncio runtime does)
+                    await serving(
                         conn,
                         self.endpoint,
                         self.opts,
