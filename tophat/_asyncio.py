@@ -192,18 +192,6 @@ class _Conn(asyncio.Protocol):
             self._head_deadline = None if timeout is None else self._loop.time() + timeout
         self._phase = phase
 
-    def _timeout(self) -> float | None:
-        opts = self._opts
-        phase = self._phase
-        if phase == "head":
-            deadline = self._head_deadline
-            return None if deadline is None else max(0.0, deadline - self._loop.time())
-        if phase == "idle":
-            return opts.keep_alive_timeout
-        if phase == "body":
-            return opts.body_timeout
-        return opts.write_timeout
-
     def _arm(self, write: bool = False) -> None:
         """Set the deadline of the wait about to start (the current phase's timeout).
 
@@ -213,8 +201,12 @@ class _Conn(asyncio.Protocol):
         work per request (a call_later and a cancel per wait cost 7-13% of a hello-world
         request, bench/README.md).
         """
-        timeout = self._timeout()
-        deadline = None if timeout is None else self._loop.time() + timeout
+        phase = "write" if write else self._phase
+        if phase == "head":
+            deadline = self._head_deadline  # the whole head, however many reads it takes
+        else:
+            timeout = self._server.timeouts[phase]
+            deadline = None if timeout is None else self._loop.time() + timeout
         if write:
             self._write_deadline = deadline
         else:
@@ -366,6 +358,12 @@ class Server:
         self._uds: tuple[str, int] | None = None
         self.tls = False
         self._locals: dict[Any, tuple[str, int] | None] = {}
+        # Per phase (but "head", timed from the head's first byte), the timeout of one wait.
+        self.timeouts: dict[Phase, float | None] = {
+            "idle": opts.keep_alive_timeout,
+            "body": opts.body_timeout,
+            "write": opts.write_timeout,
+        }
 
     def local_address(self, sockname: Any) -> tuple[str, int] | None:
         """The (host, port) connections arrive at: one shared tuple per address (there are
