@@ -63,6 +63,9 @@ class FakeTransport:
         else:
             self.loop.call_soon(self.protocol.data_received, self.request)
 
+    def writelines(self, pieces: Any) -> None:
+        self.write(b"".join(pieces))
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 5555) if name in ("peername", "sockname") else default
 

@@ -276,13 +276,16 @@ class _Conn(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
-    def send_nowait(self, data: bytes) -> bool:
-        """Write ``data`` now if nothing needs waiting for (the stream is open, the client
-        reading); False, with nothing written, when ``send_all`` must be used."""
+    def send_nowait(self, *pieces: bytes) -> bool:
+        """Write ``pieces`` now, in order, if nothing needs waiting for (the stream is open, the
+        client reading); False, with nothing written, when ``send_all`` must be used."""
         transport = self._transport
         if self._write_paused or self._lost or transport is None or transport.is_closing():
             return False
-        transport.write(data)
+        if len(pieces) == 1:
+            transport.write(pieces[0])
+        else:
+            transport.writelines(pieces)  # uvloop: one writev, no copy
         return True
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:

@@ -54,7 +54,7 @@ class _Phased(Protocol):
 
 
 class _Nowait(Protocol):
-    def send_nowait(self, data: bytes) -> bool: ...
+    def send_nowait(self, *pieces: bytes) -> bool: ...
 
 
 class _LengthMismatch(Exception):
@@ -227,11 +227,11 @@ class _Connection:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _sent_at_once(self, data: bytes) -> bool:
-        """Send ``data`` now if the stream can take it without waiting (no coroutine: two
+    def _sent_at_once(self, *pieces: bytes) -> bool:
+        """Send ``pieces`` now if the stream can take them without waiting (no coroutine: two
         coroutine calls less per write); False, nothing sent, when ``_send`` must be used."""
         stream = self._nowait_stream
-        return stream is not None and stream.send_nowait(data)
+        return stream is not None and stream.send_nowait(*pieces)
 
     async def _send(self, data: bytes) -> None:
         if self._phased_stream is not None:
@@ -331,10 +331,13 @@ class _Connection:
                     if written <= _COALESCE:
                         data += body  # one write for head and body
                     else:
-                        if not self._sent_at_once(data):
-                            await self._send(data)  # the head alone: no copy of a large body
-                        data = body
-                if not self._sent_at_once(data):
+                        # A large body is not copied after the head: both go to the stream
+                        # at once when it can take them (one writev with uvloop), else in turn.
+                        if not self._sent_at_once(data, body):
+                            await self._send(data)
+                            await self._send(body)
+                        data = b""
+                if data and not self._sent_at_once(data):
                     await self._send(data)
             else:
                 declared = response.length

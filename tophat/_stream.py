@@ -12,9 +12,10 @@ one of ``"idle"`` (waiting between requests), ``"head"`` (reading a request head
 apply the matching timeout from ``ServerOpts`` and, when time runs out, raises
 :class:`StreamTimeout` from the pending call. ``accept`` turns that into a 408 or a close.
 
-Optionally it may also have ``send_nowait(data) -> bool``: send ``data`` at once when that
-needs no waiting and return True; return False, having sent nothing, otherwise (backpressure,
-or a closed stream), and ``accept`` falls back to ``send_all``. It saves a coroutine per write.
+Optionally it may also have ``send_nowait(*pieces) -> bool``: send the pieces (bytes), in
+order, at once when that needs no waiting and return True; return False, having sent nothing,
+otherwise (backpressure, or a closed stream), and ``accept`` falls back to ``send_all``. It
+saves a coroutine per write (and, for a head and a large body, a copy or a system call).
 
 A stream signals a broken connection by raising ``OSError`` (``ConnectionError`` included) or
 :class:`StreamClosed`. trio's ``SocketStream`` has the three methods but raises
