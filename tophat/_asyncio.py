@@ -45,7 +45,7 @@ def _address(addr: Any) -> tuple[str, int] | None:
     return addr if len(addr) == 2 else (addr[0], addr[1])
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(asyncio.BufferedProtocol):
     """One TCP connection: the byte stream ``accept`` reads and writes."""
 
     # Slots, and a list for the input buffer: an idle keep-alive connection should cost little
@@ -138,6 +138,20 @@ class _Conn(asyncio.Protocol):
             log.error("connection task failed", exc_info=task.exception())
         if self._transport is not None and not self._transport.is_closing() and not self._lingering:
             self._transport.abort()
+
+    # A BufferedProtocol: the transport reads into the server's one read buffer, and we copy
+    # out what arrived. A plain Protocol gets a new bytes object per read, which asyncio makes
+    # by allocating its whole read size (256 KiB) and shrinking it: with glibc that is often an
+    # mmap, mremap and munmap per read (seen with strace on 4 KiB POSTs: -30% throughput,
+    # depending on the allocator's history).
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copied at once: the buffer is the next read's too (the loop runs one callback at a
+        # time, so no other connection reads into it before this returns).
+        self.data_received(bytes(self._server.read_buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -361,6 +375,8 @@ class Server:
         self._uds: tuple[str, int] | None = None
         self.tls = False
         self._locals: dict[Any, tuple[str, int] | None] = {}
+        # Every connection's reads land here first (see _Conn.get_buffer).
+        self.read_buffer = memoryview(bytearray(opts.read_size))
         # Per phase (but "head", timed from the head's first byte), the timeout of one wait.
         self.timeouts: dict[Phase, float | None] = {
             "idle": opts.keep_alive_timeout,
