@@ -109,6 +109,10 @@ class Parser(Protocol):
         """The request just parsed has no content (the caller checked its header fields):
         take its end now, instead of ``next_event`` returning ``End``."""
 
+    def take_whole_body(self, length: int) -> bytes | None:
+        """The request's whole content (``length`` bytes, declared by Content-Length) if it
+        was all received with the head, taking its end too; else None, nothing taken."""
+
     def next_cycle(self) -> None:
         """Get ready for the next request (after ``End``), keeping pipelined bytes."""
 
@@ -251,6 +255,16 @@ class H11Parser:
 
     def end_without_content(self) -> None:
         self._done = True
+
+    def take_whole_body(self, length: int) -> bytes | None:
+        buf, reader = self._buffer, self._reader
+        if buf is None or len(buf) < length or not isinstance(reader, ContentLengthReader):
+            return None
+        data = reader(buf)  # all of it: maybe_extract_at_most(length) has that much
+        if not isinstance(data, h11.Data) or not isinstance(reader(buf), h11.EndOfMessage):
+            raise RuntimeError("h11 did not read a whole body it had")
+        self._done = True
+        return bytes(data.data)
 
     def next_cycle(self) -> None:
         self._reader = None

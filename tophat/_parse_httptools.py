@@ -207,6 +207,18 @@ class HttptoolsParser:
         if type(event) is not End:
             raise RuntimeError(f"expected the end of a request without content, got {event!r}")
 
+    def take_whole_body(self, length: int) -> bytes | None:
+        # llhttp hands over what one feed holds in one piece: a body that arrived with its
+        # head is [bytes, End] here.
+        events = self._events
+        if len(events) < 2 or type(events[1]) is not End:
+            return None
+        body = events[0]
+        if type(body) is not bytes or len(body) != length:
+            return None
+        del events[:2]
+        return body
+
     def next_cycle(self) -> None:
         # llhttp goes on to the next request by itself; when nothing of one was fed yet, the
         # parser and the last request's pieces are let go (memory of idle connections).
