@@ -48,6 +48,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from _proc import exchange_once, stop_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv-perf")
@@ -158,15 +160,7 @@ def request(
         head += f"{name}: {value}\r\n"
     if body:
         head += f"Content-Length: {len(body)}\r\nContent-Type: application/octet-stream\r\n"
-    data = b""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(head.encode("latin-1") + b"\r\n" + body)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            piece = s.recv(65536)
-            if not piece:
-                break
-            data += piece
+    data = exchange_once(HOST, port, head.encode("latin-1") + b"\r\n" + body, timeout)
     raw_head, _, rest = data.partition(b"\r\n\r\n")
     lines = raw_head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1]) if lines[0].startswith("HTTP/") else 0
@@ -233,14 +227,12 @@ def stop_server(s: Server) -> None:
         if proc is not None:
             s.exit_code = proc.returncode
         return
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+
+    def kill_group() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    stop_process(proc, kill_group)
     s.exit_code = proc.returncode
 
 

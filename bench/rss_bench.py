@@ -45,6 +45,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from _proc import stop_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HOST = "127.0.0.1"
@@ -132,18 +134,6 @@ def start_server(log_path: str, log_level: str) -> tuple[subprocess.Popen[bytes]
         proc.wait(5)
         raise SystemExit(f"server did not start (got {line!r}); see {log_path}")
     return proc, int(line.split()[1])
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            return None
-    return proc.returncode
 
 
 # -- a tiny blocking HTTP/1.1 client ---------------------------------------------------------
@@ -575,7 +565,7 @@ def main() -> int:
         after = idle_rss(pid, settle=0.5)
     finally:
         signal.alarm(0)
-        code = stop_server(proc)
+        code = stop_process(proc)
 
     # -- report --------------------------------------------------------------------------------
     hdr = (

@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from _proc import exchange_once, stop_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HOST = "127.0.0.1"
@@ -297,15 +299,8 @@ def free_port() -> int:
 
 def http_get(port: int, timeout: float = 2.0) -> tuple[bytes, bytes]:
     """One GET / on a fresh connection: (head, body)."""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            piece = s.recv(65536)
-            if not piece:
-                break
-            data += piece
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+    data = exchange_once(HOST, port, request, timeout)
     head, _, body = data.partition(b"\r\n\r\n")
     return head, body
 
@@ -359,18 +354,7 @@ def start(server: Server, pin: list[str]) -> None:
 
 
 def stop(server: Server) -> int | None:
-    proc = server.proc
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            return None
-    return proc.returncode
+    return None if server.proc is None else stop_process(server.proc)
 
 
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")

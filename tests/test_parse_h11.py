@@ -106,12 +106,7 @@ def _theirs(data: bytes, cuts: list[int], eof: bool) -> list[object]:
                 break
             if event is h11.PAUSED:
                 # h11 waits for our response; we start a fresh cycle with what is left.
-                rest, closed = conn.trailing_data
-                conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-                if rest:  # (receive_data(b"") would mean the end of input)
-                    conn.receive_data(rest)
-                if closed:
-                    conn.receive_data(b"")
+                conn = _next_cycle(conn)
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 events.append("closed")
@@ -121,15 +116,21 @@ def _theirs(data: bytes, cuts: list[int], eof: bool) -> list[object]:
                 events.append(("head", event.method, event.target, event.http_version, fields))
             elif isinstance(event, h11.EndOfMessage):
                 events.append("end")
-                rest, closed = conn.trailing_data
-                conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-                if rest:  # (receive_data(b"") would mean the end of input)
-                    conn.receive_data(rest)
-                if closed:
-                    conn.receive_data(b"")
+                conn = _next_cycle(conn)
             elif isinstance(event, h11.Data):
                 events.append(("data", bytes(event.data)))
     return events
+
+
+def _next_cycle(conn: h11.Connection) -> h11.Connection:
+    """A fresh Connection holding what ``conn`` received after its request (as tophat does)."""
+    rest, closed = conn.trailing_data
+    fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    if rest:  # (receive_data(b"") would mean the end of input)
+        fresh.receive_data(rest)
+    if closed:
+        fresh.receive_data(b"")
+    return fresh
 
 
 def _has_content(fields: list[tuple[bytes, bytes]]) -> bool:

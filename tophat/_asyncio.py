@@ -21,7 +21,7 @@ from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any, cast
 
-from ._connection import Endpoint, serving
+from ._connection import Connection, Endpoint
 from ._opts import ServerOpts
 from ._serialize import LINGER, OVERLOADED
 from ._stream import Phase, StreamClosed, StreamTimeout
@@ -117,7 +117,7 @@ class _Conn(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.task = self._loop.create_task(
-            serving(
+            Connection(
                 self,
                 server.endpoint,
                 self._opts,
@@ -125,7 +125,7 @@ class _Conn(asyncio.BufferedProtocol):
                 server=server.local_address(local),
                 scheme="https" if transport.get_extra_info("sslcontext") else "http",
                 stopping=server.stopping,
-            )
+            ).serve()
         )
         # (An empty context rather than a copy of the current one: ~64 bytes less per
         # connection; the callback needs no context variables.)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from email.utils import formatdate
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from . import _serialize
 from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
@@ -33,7 +32,7 @@ from ._validate import Fields, check_request
 from ._writer import Response
 from .glitch import Glitch, reason_phrase
 
-__all__ = ["Endpoint", "accept", "serving"]
+__all__ = ["Connection", "Endpoint", "accept"]
 
 
 log = logging.getLogger("tophat.connection")
@@ -75,7 +74,7 @@ class _Body:
 
     __slots__ = ("conn", "finished", "received", "trailers")
 
-    def __init__(self, conn: _Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.finished = False
         self.received = 0
@@ -96,7 +95,10 @@ class _Body:
             await conn._receive_body()
 
 
-class _Connection:
+class Connection:
+    """One HTTP/1.x connection over a stream: ``Connection(...).serve()`` is ``accept``'s
+    coroutine (runtimes start it directly: an idle connection then holds one frame less)."""
+
     __slots__ = (
         "_body",
         "_expect_continue",
@@ -256,6 +258,7 @@ class _Connection:
         headers: list[tuple[str, str]] = []
         has_date = has_server = False
         user_close = False
+        hosts = 0
         for lname, name, value in response.headers._items:
             if lname in _SERVER_MANAGED:
                 user_close = user_close or (lname == "connection" and "close" in value.lower())
@@ -266,7 +269,8 @@ class _Connection:
                 has_server = True
             elif lname == "host":
                 # h11 writes Host first (test_serialize.py holds us to h11's bytes).
-                headers.insert(sum(n.lower() == "host" for n, _ in headers), (name, value))
+                headers.insert(hosts, (name, value))
+                hosts += 1
                 continue
             headers.append((name, value))
         if not has_date:
@@ -583,19 +587,4 @@ async def accept(
         stopping: the runtime's shutdown signal; once set, no new request is started and
             responses say ``Connection: close``.
     """
-    await _Connection(stream, endpoint, opts, client, server, scheme, stopping).serve()
-
-
-def serving(
-    stream: Stream,
-    endpoint: Endpoint,
-    opts: ServerOpts,
-    *,
-    client: tuple[str, int] | None,
-    server: tuple[str, int] | None,
-    scheme: str,
-    stopping: Stopping,
-) -> Coroutine[Any, Any, None]:
-    """``accept(...)`` for runtimes: the same coroutine without accept's own frame (an idle
-    connection holds ~300 bytes less)."""
-    return _Connection(stream, endpoint, opts, client, server, scheme, stopping).serve()
+    await Connection(stream, endpoint, opts, client, server, scheme, stopping).serve()

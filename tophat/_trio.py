@@ -37,7 +37,7 @@ from typing import Any
 import trio
 
 from ._asyncio import listen_url
-from ._connection import Endpoint, serving
+from ._connection import Connection, Endpoint
 from ._opts import KiB, ServerOpts
 from ._serialize import LINGER, OVERLOADED
 from ._stream import Phase, StreamClosed, StreamTimeout
@@ -580,8 +580,8 @@ class TrioServer:
         with conn.scope:
             try:
                 if await conn.start():
-                    # (serving(): accept() without its own frame, as the asyncio runtime does)
-                    await serving(
+                    # (accept() without its own frame, as the asyncio runtime does)
+                    await Connection(
                         conn,
                         self.endpoint,
                         self.opts,
@@ -589,7 +589,7 @@ class TrioServer:
                         server=conn.local,
                         scheme=self._scheme,
                         stopping=self.stopping,
-                    )
+                    ).serve()
             except Exception:
                 log.error("connection task failed", exc_info=True)
             finally:

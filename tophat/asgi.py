@@ -392,7 +392,7 @@ class _Exchange:
             raise errors[0]
         return results[0]
 
-    # -- one exchange (as tophat._connection._Connection._run_endpoint) -----------------------
+    # -- one exchange (as tophat._connection.Connection._exchange) ------------------------------
 
     async def run(self) -> None:
         request = self.request
