@@ -2,23 +2,20 @@
 
 This module never imports a runtime. It feeds bytes from a :class:`~tophat._stream.Stream` to
 a request parser (``_parse``: h11 or httptools), checks each request head with the strict layer
-in ``_validate``, runs the endpoint, writes the response with ``_serialize``, and decides after
-every exchange whether the connection may carry another request. The connection's HTTP state
-(keep-alive, 100-continue, framing of what we send) is kept here, in a few fields, not in the
-parser.
+in ``_validate``, runs the endpoint, writes the response (its head's fields from ``_respond``,
+serialized by ``_serialize``), and decides after every exchange whether the connection may carry
+another request. The connection's HTTP state (keep-alive, 100-continue, whether it closes) is
+kept here, in a few fields, not in the parser.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from email.utils import formatdate
 from typing import Protocol, cast
 
 from . import _serialize
 from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
-from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
 from ._exchange import Aborted as _Aborted
 from ._exchange import Endpoint, open_body, run_endpoint
 from ._exchange import aclose as _aclose
@@ -27,6 +24,7 @@ from ._headers import Headers
 from ._opts import ServerOpts
 from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, _Sentinel, make_parser
 from ._request import NEVER_STOPPING, Request, Stopping
+from ._respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
 from ._stream import Phase, Stream, StreamClosed, StreamTimeout
 from ._validate import Fields, check_request
 from ._writer import Response
@@ -37,13 +35,8 @@ __all__ = ["Connection", "Endpoint", "accept"]
 
 log = logging.getLogger("tophat.connection")
 error_log = logging.getLogger("tophat.error")
-access_log = logging.getLogger("tophat.access")
 
 _DEFAULT_OPTS = ServerOpts()
-
-_CLOSE = ("Connection", "close")
-_CLOSE_OURS = ("connection", "close")
-_CHUNKED = ("Transfer-Encoding", "chunked")
 
 _BROKEN = (OSError, StreamClosed)
 
@@ -54,19 +47,6 @@ class _Phased(Protocol):
 
 class _Nowait(Protocol):
     def send_nowait(self, *pieces: bytes) -> bool: ...
-
-
-class _LengthMismatch(Exception):
-    def __init__(self, declared: int, written: int) -> None:
-        super().__init__(
-            f"a streamed response body declared {declared} bytes but yielded "
-            f"{'more' if written > declared else written}"
-        )
-
-
-# A fixed body up to this size is sent in one write with the head; a larger one separately,
-# which saves copying it.
-_COALESCE = 16 * 1024
 
 
 class _Body:
@@ -240,73 +220,6 @@ class Connection:
             self._phased_stream.set_phase("write")
         await self.stream.send_all(data)
 
-    def _date(self) -> str:
-        # RFC 9110 §6.6.1: an origin server with a clock MUST send Date; one-second resolution.
-        global _DATE
-        now = int(time.time())
-        if _DATE[0] != now:
-            _DATE = (now, formatdate(now, usegmt=True))
-        return _DATE[1]
-
-    def _head(self, response: Response, request: Request) -> list[tuple[str, str]]:
-        """The header fields to send: the user's, minus framing, plus Date, framing, close.
-
-        We compute every framing and connection header ourselves (rather than leave some to
-        h11) so that ``ResponseWritten.headers`` is exactly what went out.
-        """
-        status = response.status
-        headers: list[tuple[str, str]] = []
-        has_date = has_server = False
-        user_close = False
-        hosts = 0
-        for lname, name, value in response.headers._items:
-            if lname in _SERVER_MANAGED:
-                user_close = user_close or (lname == "connection" and "close" in value.lower())
-                continue
-            if lname == "date":
-                has_date = True
-            elif lname == "server":
-                has_server = True
-            elif lname == "host":
-                # h11 writes Host first (test_serialize.py holds us to h11's bytes).
-                headers.insert(hosts, (name, value))
-                hosts += 1
-                continue
-            headers.append((name, value))
-        if not has_date:
-            headers.append(("date", self._date()))
-        if not has_server and self.opts.server_header:
-            headers.append(("server", self.opts.server_header))
-        keep_alive_requested = self._keep_alive
-        close = (
-            self._must_close
-            or user_close
-            or self._expect_continue
-            or self.stopping.is_set()
-            or not keep_alive_requested
-        )
-        chunked = False
-        if status in _NO_CONTENT_STATUS:
-            pass
-        elif response.length is not None:
-            headers.append(("content-length", str(response.length)))
-        elif request.version == "1.1":
-            chunked = True
-        else:
-            close = True  # RFC 9112 §6.3: an HTTP/1.0 client reads the body until the close
-        if close:
-            self._must_close = True  # we will close after this response: say so (RFC 9112 §9.6)
-        # Where and how the framing and close headers go reproduces h11's serializer byte for
-        # byte (tests/test_serialize.py): a close we decide stays where we add it; one the
-        # request asked for, and Transfer-Encoding, go last, title-cased.
-        if close and keep_alive_requested:
-            headers.append(_CLOSE_OURS)
-        if chunked:
-            headers.append(_CHUNKED)
-        if close and not keep_alive_requested:
-            headers.append(_CLOSE)
-        return headers
-
     async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
         """Put ``response`` on the wire (the writer's sink); return (status, headers, body bytes).
 
@@ -325,14 +238,20 @@ class Connection:
         pieces, first = (None, None) if type(body) is bytes else await open_body(body, no_body)
         self._response_started = True
         written = 0
-        headers = self._head(response, request)
+        keep_alive = self._keep_alive
+        decided = self._must_close or self._expect_continue or self.stopping.is_set()
+        headers, close = response_fields(
+            response, request, decided or not keep_alive, keep_alive, self.opts.server_header
+        )
+        if close:
+            self._must_close = True
         data = _serialize.head(status, headers)
         try:
             if pieces is None:
                 if body and not no_body:
                     assert isinstance(body, bytes)
                     written = len(body)
-                    if written <= _COALESCE:
+                    if written <= COALESCE:
                         data += body  # one write for head and body
                     else:
                         # A large body is not copied after the head: both go to the stream
@@ -350,7 +269,7 @@ class Connection:
                     while first is not None:
                         written += len(first)
                         if declared is not None and written > declared:
-                            raise _LengthMismatch(declared, written)
+                            raise LengthMismatch(declared, written)
                         data += _serialize.chunk(first) if chunked else first
                         if not self._sent_at_once(data):
                             await self._send(data)
@@ -359,14 +278,14 @@ class Connection:
                 finally:
                     await _aclose(pieces)
                 if declared is not None and written != declared:
-                    raise _LengthMismatch(declared, written)
+                    raise LengthMismatch(declared, written)
                 # ``data`` still holds the head when the stream was empty.
                 if chunked:
                     await self._send(data + _serialize.CHUNKED_END)
                 elif data:
                     await self._send(data)
                 # Unless chunked, the body was close-delimited (HTTP/1.0) or of declared length.
-        except _LengthMismatch as exc:
+        except LengthMismatch as exc:
             # The body did not match its declared length: the response is broken on the wire.
             self._must_close = True
             error_log.error("%s; closing the connection", exc)
@@ -375,21 +294,9 @@ class Connection:
             self._must_close = True
             raise
         finally:
-            self._access(request, status, written)
+            if self.opts.access_log:
+                log_access(self.client, request, status, written)
         return status, headers, written
-
-    def _access(self, request: Request, status: int, written: int) -> None:
-        if self.opts.access_log:
-            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
-            access_log.info(
-                '%s - "%s %s HTTP/%s" %d %d',
-                client,
-                _escape(request.method),
-                _escape(request.target),
-                request.version,
-                status,
-                written,
-            )
 
     async def _send_refusal(
         self, status: int, reason: str, *, head: bool = False, keep_alive_requested: bool = True
@@ -399,21 +306,13 @@ class Connection:
         if self._response_started:
             return
         self._response_started = True
-        body = reason.encode("latin-1", "replace")
-        headers = [
-            ("date", self._date()),
-            ("content-type", "text/plain; charset=utf-8"),
-            ("content-length", str(len(body))),
-        ]
-        if keep_alive_requested:
-            headers.append(_CLOSE_OURS)
-        if self.opts.server_header:
-            headers.append(("server", self.opts.server_header))
-        if not keep_alive_requested:
-            headers.append(_CLOSE)
-        data = _serialize.head(status, headers)
-        if not head:  # a response to HEAD carries no content (RFC 9110 §9.3.2)
-            data += body
+        data = refusal(
+            status,
+            reason,
+            head=head,
+            keep_alive_requested=keep_alive_requested,
+            server_header=self.opts.server_header,
+        )
         with contextlib.suppress(*_BROKEN, StreamTimeout):
             await self._send(data)
 
@@ -545,19 +444,8 @@ class Connection:
         return True
 
 
-_DATE: tuple[int, str] = (0, "")
-
-
 def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "peer"
-
-
-_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)} | {ord('"'): '\\"', ord("\\"): "\\\\"}
-
-
-def _escape(text: str) -> str:
-    """Make client-controlled text safe for a log line (no control characters, no quotes)."""
-    return text.translate(_ESCAPES)
 
 
 async def accept(

@@ -1,0 +1,157 @@
+"""What a connection puts in a response head: the fields, framing and close decided here.
+
+Pure functions of the response, the request and the connection's state, no I/O: the
+connection (``_connection``) asks for the fields, serializes them with ``_serialize`` and
+sends them. Refusals (a request answered without running the endpoint) are built here too, and
+the access log line is formatted here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from email.utils import formatdate
+
+from . import _serialize
+from ._exchange import NO_CONTENT_STATUS, SERVER_MANAGED
+from ._request import Request
+from ._writer import Response
+
+__all__ = ["COALESCE", "LengthMismatch", "date", "log_access", "refusal", "response_fields"]
+
+access_log = logging.getLogger("tophat.access")
+
+_CLOSE = ("Connection", "close")
+_CLOSE_OURS = ("connection", "close")
+_CHUNKED = ("Transfer-Encoding", "chunked")
+
+# A fixed body up to this size is sent in one write with the head; a larger one separately,
+# which saves copying it.
+COALESCE = 16 * 1024
+
+
+class LengthMismatch(Exception):
+    def __init__(self, declared: int, written: int) -> None:
+        super().__init__(
+            f"a streamed response body declared {declared} bytes but yielded "
+            f"{'more' if written > declared else written}"
+        )
+
+
+_DATE: tuple[int, str] = (0, "")
+
+
+def date() -> str:
+    """The Date field's value now.
+
+    RFC 9110 §6.6.1: an origin server with a clock MUST send Date; one-second resolution, so
+    it is formatted once a second.
+    """
+    global _DATE
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE = (now, formatdate(now, usegmt=True))
+    return _DATE[1]
+
+
+def response_fields(
+    response: Response,
+    request: Request,
+    close: bool,
+    keep_alive_requested: bool,
+    server_header: str | None,
+) -> tuple[list[tuple[str, str]], bool]:
+    """The header fields to send, and whether the connection closes after this response.
+
+    The fields are the user's, minus framing, plus Date, Server, framing and ``Connection:
+    close``. ``close`` says whether the connection already decided to close;
+    ``keep_alive_requested`` whether the client allowed another request. We compute every
+    framing and connection header ourselves (rather than leave some to h11) so that
+    ``ResponseWritten.headers`` is exactly what went out.
+    """
+    status = response.status
+    headers: list[tuple[str, str]] = []
+    has_date = has_server = False
+    hosts = 0
+    for lname, name, value in response.headers._items:
+        if lname in SERVER_MANAGED:
+            close = close or (lname == "connection" and "close" in value.lower())
+            continue
+        if lname == "date":
+            has_date = True
+        elif lname == "server":
+            has_server = True
+        elif lname == "host":
+            # h11 writes Host first (test_serialize.py holds us to h11's bytes).
+            headers.insert(hosts, (name, value))
+            hosts += 1
+            continue
+        headers.append((name, value))
+    if not has_date:
+        headers.append(("date", date()))
+    if not has_server and server_header:
+        headers.append(("server", server_header))
+    chunked = False
+    if status in NO_CONTENT_STATUS:
+        pass
+    elif response.length is not None:
+        headers.append(("content-length", str(response.length)))
+    elif request.version == "1.1":
+        chunked = True
+    else:
+        close = True  # RFC 9112 §6.3: an HTTP/1.0 client reads the body until the close
+    # Where and how the framing and close headers go reproduces h11's serializer byte for
+    # byte (tests/test_serialize.py): a close we decide stays where we add it; one the
+    # request asked for, and Transfer-Encoding, go last, title-cased. (We will close after
+    # this response: we say so, RFC 9112 §9.6.)
+    if close and keep_alive_requested:
+        headers.append(_CLOSE_OURS)
+    if chunked:
+        headers.append(_CHUNKED)
+    if close and not keep_alive_requested:
+        headers.append(_CLOSE)
+    return headers, close
+
+
+def refusal(
+    status: int, reason: str, *, head: bool, keep_alive_requested: bool, server_header: str | None
+) -> bytes:
+    """A plain-text response to a request we will not serve; it always closes the connection.
+
+    ``head``: the request was a HEAD, so the response carries no content (RFC 9110 §9.3.2).
+    """
+    body = reason.encode("latin-1", "replace")
+    headers = [
+        ("date", date()),
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+    ]
+    if keep_alive_requested:
+        headers.append(_CLOSE_OURS)
+    if server_header:
+        headers.append(("server", server_header))
+    if not keep_alive_requested:
+        headers.append(_CLOSE)
+    data = _serialize.head(status, headers)
+    return data if head else data + body
+
+
+def log_access(client: tuple[str, int] | None, request: Request, status: int, written: int) -> None:
+    """One access log line (logger ``tophat.access``), client-sent text escaped."""
+    access_log.info(
+        '%s - "%s %s HTTP/%s" %d %d',
+        f"{client[0]}:{client[1]}" if client else "-",
+        _escape(request.method),
+        _escape(request.target),
+        request.version,
+        status,
+        written,
+    )
+
+
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)} | {ord('"'): '\\"', ord("\\"): "\\\\"}
+
+
+def _escape(text: str) -> str:
+    """Make client-controlled text safe for a log line (no control characters, no quotes)."""
+    return text.translate(_ESCAPES)
