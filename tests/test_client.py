@@ -13,7 +13,7 @@ import functools
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -621,6 +621,26 @@ async def test_a_post_is_not_retried_on_a_closed_idle_connection(
                 await c.post("/", body=b"once")
             assert await (await c.get("/")).text() == "hello"  # a fresh connection again
         assert server.connections == 2
+
+
+async def test_request_headers_from_a_one_shot_iterable_replace_the_defaults() -> None:
+    heads: list[bytes] = []
+
+    def record(conn: socket.socket, stop: threading.Event) -> None:
+        heads.append(read_head(conn))
+        conn.sendall(OK_HELLO)
+
+    def given() -> Iterator[tuple[str, str]]:  # consumed by the first pass over it
+        yield ("X-Mode", "asked")
+        yield ("X-Extra", "1")
+
+    with RawServer(record) as server:
+        url = f"http://{HOST}:{server.port}"
+        async with Client(url, headers={"x-mode": "default"}, timeout=BOUND) as c:
+            assert (await c.get("/", headers=given())).status == 200
+    fields = heads[0].lower().split(b"\r\n")
+    assert b"x-mode: asked" in fields and b"x-extra: 1" in fields
+    assert b"x-mode: default" not in fields
 
 
 async def test_head_and_204_against_the_server() -> None:
