@@ -27,14 +27,25 @@ Configuration mistakes raise :class:`RouteError` when the route is added, naming
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from ._connection import Endpoint
 from ._request import DATA_KEY, Request
+from ._trie import (
+    _CONVERTERS,
+    Route,
+    RouteError,
+    _allow,
+    _find,
+    _Leaf,
+    _merge_allow,
+    _Node,
+    _parse,
+    _Parsed,
+    _shape,
+)
 from ._writer import ResponseWriter, ResponseWritten
 from .glitch import Glitch
 
@@ -43,131 +54,8 @@ __all__ = ["Route", "RouteError", "Router"]
 E = TypeVar("E", bound=Endpoint)
 
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §9.1: method = token
-_PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:<([a-z]+)>)?")
-_NO = object()  # a converter's "does not match"
 _ANY = "*"  # the method of a mount's routes: every method (user methods are checked tokens,
 # and "*" is a token too, so at() refuses it below)
-
-
-def _int(text: str) -> object:
-    if not (text.isascii() and text.isdigit()):
-        return _NO
-    try:
-        return int(text)
-    except ValueError:  # over Python's int-parsing digit limit (CVE-2020-10735 guard)
-        return _NO
-
-
-def _uuid(text: str) -> object:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return _NO
-
-
-def _str(text: str) -> object:
-    return text
-
-
-# Converter name -> (rank, converter). Lower rank is tried first at a segment: the more a
-# converter constrains, the earlier it is tried (static segments always come before all).
-_CONVERTERS: dict[str, tuple[int, Callable[[str], object]]] = {
-    "int": (0, _int),
-    "uuid": (1, _uuid),
-    "str": (9, _str),
-}
-
-
-class RouteError(ValueError):
-    """A route that cannot be added; the message says why and how to fix it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One registered route (see :meth:`Router.routes`)."""
-
-    method: str
-    pattern: str
-    endpoint: Endpoint
-    name: str | None = None
-    param_names: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class _Leaf:
-    pattern: str  # the first pattern registered here (for messages and introspection)
-    routes: dict[str, Route] = field(default_factory=dict)
-    methods_allowed: str = ""  # precomputed Allow value
-    any: Route | None = None  # a mount: every method
-
-    def route_for(self, method: str) -> Route | None:
-        route = self.routes.get(method)
-        if route is None and method == "HEAD":
-            route = self.routes.get("GET")  # automatic HEAD for GET routes
-        return route or self.any
-
-
-@dataclass(slots=True)
-class _Node:
-    static: dict[str, _Node] = field(default_factory=dict)
-    params: list[tuple[int, str, Callable[[str], object], _Node]] = field(default_factory=list)
-    leaf: _Leaf | None = None
-    catchall: _Leaf | None = None
-
-
-@dataclass(slots=True)
-class _Parsed:
-    segments: list[tuple[str, str, str]]  # (kind, value, converter): kind static|param|catchall
-    names: tuple[str, ...]
-
-
-def _parse(pattern: str) -> _Parsed:
-    if not pattern.startswith("/"):
-        raise RouteError(f"route {pattern!r} must start with '/' (e.g. '/{pattern}')")
-    raw = pattern.split("/")[1:]
-    segments: list[tuple[str, str, str]] = []
-    names: list[str] = []
-    for i, seg in enumerate(raw):
-        if seg.startswith(":"):
-            m = _PARAM.fullmatch(seg[1:])
-            if m is None:
-                raise RouteError(
-                    f"route {pattern!r}: bad parameter {seg!r}; write ':name' or ':name<int>'"
-                )
-            conv = m.group(2) or "str"
-            if conv not in _CONVERTERS:
-                known = ", ".join(sorted(_CONVERTERS))
-                raise RouteError(f"route {pattern!r}: unknown type <{conv}>; known: {known}")
-            names.append(m.group(1))
-            segments.append(("param", m.group(1), conv))
-        elif seg.startswith("*"):
-            if i != len(raw) - 1:
-                raise RouteError(
-                    f"route {pattern!r}: the catch-all {seg!r} must be the last segment"
-                )
-            if not _PARAM.fullmatch(seg[1:]) or "<" in seg:
-                raise RouteError(f"route {pattern!r}: write the catch-all as '*name'")
-            names.append(seg[1:])
-            segments.append(("catchall", seg[1:], ""))
-        else:
-            if ":" in seg or "*" in seg:
-                raise RouteError(
-                    f"route {pattern!r}: ':' and '*' start a parameter only at the start of a "
-                    f"segment; {seg!r} mixes text and a parameter"
-                )
-            segments.append(("static", seg, ""))
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise RouteError(f"route {pattern!r}: parameter name(s) {sorted(dupes)} used twice")
-    return _Parsed(segments, tuple(names))
-
-
-def _shape(parsed: _Parsed) -> str:
-    """A pattern with parameter names erased: two routes with one shape are the same route."""
-    out = []
-    for kind, value, conv in parsed.segments:
-        out.append(value if kind == "static" else (f":<{conv}>" if kind == "param" else "*"))
-    return "/" + "/".join(out)
 
 
 class Router:
@@ -505,59 +393,3 @@ class _Mounted:
             req._set_raw_path(saved[0])
             req.root_path = saved[1]
             req.params = saved[2]
-
-
-def _find(
-    node: _Node, segs: list[str], i: int, caps: list[Any], method: str, allowed: list[str]
-) -> Route | None:
-    """Depth-first, best rank first: the first matching pattern with a route for ``method``.
-
-    ``caps`` collects the captures of the path being tried (and holds the winner's on return);
-    ``allowed`` collects the Allow values of patterns that matched the path but not the method.
-    """
-    if i == len(segs):
-        # "/files/*path" matches "/files/" (path == "") but not "/files": strict slashes.
-        leaf = node.leaf
-        if leaf is not None:
-            route = leaf.route_for(method)
-            if route is not None:
-                return route
-            allowed.append(leaf.methods_allowed)
-        return None
-    seg = segs[i]
-    child = node.static.get(seg)
-    if child is not None:
-        route = _find(child, segs, i + 1, caps, method, allowed)
-        if route is not None:
-            return route
-    if seg:  # a parameter never matches an empty segment
-        for _, _, convert, child in node.params:
-            value = convert(seg)
-            if value is not _NO:
-                caps.append(value)
-                route = _find(child, segs, i + 1, caps, method, allowed)
-                if route is not None:
-                    return route
-                caps.pop()
-    leaf = node.catchall
-    if leaf is not None:
-        route = leaf.route_for(method)
-        if route is not None:
-            caps.append("/".join(segs[i:]))
-            return route
-        allowed.append(leaf.methods_allowed)
-    return None
-
-
-def _allow(routes: Mapping[str, Route]) -> str:
-    methods = set(routes)
-    if "GET" in methods:
-        methods.add("HEAD")
-    methods.add("OPTIONS")
-    return ", ".join(sorted(methods))
-
-
-def _merge_allow(values: list[str]) -> str:
-    if len(values) <= 1:
-        return values[0] if values else ""
-    return ", ".join(sorted({m for v in values for m in v.split(", ")}))
