@@ -175,9 +175,12 @@ class RawServer:
     ``handle`` gets the event set when the test ends, to stop waiting.
     """
 
-    def __init__(self, handle: Callable[[socket.socket, threading.Event], None]) -> None:
+    def __init__(
+        self, handle: Callable[[socket.socket, threading.Event], None], host: str = HOST
+    ) -> None:
         self._handle = handle
-        self._listener = socket.create_server((HOST, 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, 0), family=family)
         self._listener.settimeout(0.05)
         self.port: int = self._listener.getsockname()[1]
         self.stop = threading.Event()
@@ -623,24 +626,55 @@ async def test_a_post_is_not_retried_on_a_closed_idle_connection(
         assert server.connections == 2
 
 
-async def test_request_headers_from_a_one_shot_iterable_replace_the_defaults() -> None:
-    heads: list[bytes] = []
-
+def recording(heads: list[bytes]) -> Callable[[socket.socket, threading.Event], None]:
     def record(conn: socket.socket, stop: threading.Event) -> None:
         heads.append(read_head(conn))
         conn.sendall(OK_HELLO)
+
+    return record
+
+
+async def test_request_headers_from_a_one_shot_iterable_replace_the_defaults() -> None:
+    heads: list[bytes] = []
 
     def given() -> Iterator[tuple[str, str]]:  # consumed by the first pass over it
         yield ("X-Mode", "asked")
         yield ("X-Extra", "1")
 
-    with RawServer(record) as server:
+    with RawServer(recording(heads)) as server:
         url = f"http://{HOST}:{server.port}"
         async with Client(url, headers={"x-mode": "default"}, timeout=BOUND) as c:
             assert (await c.get("/", headers=given())).status == 200
     fields = heads[0].lower().split(b"\r\n")
     assert b"x-mode: asked" in fields and b"x-extra: 1" in fields
     assert b"x-mode: default" not in fields
+
+
+async def test_a_path_without_its_slash_stays_under_the_base_path() -> None:
+    heads: list[bytes] = []
+    with RawServer(recording(heads)) as server:
+        async with Client(f"http://{HOST}:{server.port}/api/", timeout=BOUND) as c:
+            for path in ("users", "/users", "users?page=2"):
+                assert (await c.get(path)).status == 200
+    lines = [head.split(b"\r\n", 1)[0] for head in heads]
+    assert lines == [
+        b"GET /api/users HTTP/1.1",
+        b"GET /api/users HTTP/1.1",
+        b"GET /api/users?page=2 HTTP/1.1",
+    ]
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+async def test_client_host_may_be_an_ipv6_address() -> None:
+    heads: list[bytes] = []
+    try:
+        server = RawServer(recording(heads), host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with server:
+        async with Client(host="::1", port=server.port, timeout=BOUND) as c:
+            assert await (await c.get("/")).text() == "hello"
+    assert f"\r\nhost: [::1]:{server.port}\r\n".encode() in heads[0].lower()
 
 
 async def test_head_and_204_against_the_server() -> None:

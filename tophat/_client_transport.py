@@ -222,8 +222,10 @@ class _TrioStream:
     def peer_closed(self) -> bool:
         if self._sock is None:
             return False
-        readable, _, _ = select.select([self._sock.fileno()], [], [], 0)
-        return bool(readable)
+        # poll, not select: select() cannot watch a descriptor numbered 1024 or above.
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
 
 @contextlib.contextmanager

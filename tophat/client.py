@@ -137,7 +137,8 @@ class Client:
         if base_url is not None and host is not None:
             raise ValueError("give base_url or host/port, not both")
         if base_url is None and host is not None:
-            base_url = f"http://{host}:{port or 80}"
+            bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6
+            base_url = f"http://{bracketed}:{port or 80}"
         self._base = _Origin.parse(base_url) if base_url is not None else None
         self._headers = Headers(headers)
         self._timeout = Timeout.of(timeout)
@@ -223,7 +224,8 @@ class Client:
             return origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if self._base is None:
             raise ValueError(f"{url!r} is not an absolute URL and the client has no base_url")
-        return self._base, self._base.prefix + url
+        # A path without its leading "/" is still under the base path, not glued to its end.
+        return self._base, self._base.prefix + (url if url.startswith("/") else "/" + url)
 
     async def _send(
         self, origin: _Origin, method: str, target: str, h: Headers, body: Body
