@@ -257,6 +257,14 @@ def test_a_method_that_is_not_a_token_is_refused(method: str) -> None:
         Router().at(method, "/x", ok)
 
 
+@pytest.mark.parametrize("pattern", ["/files/*__rest", "/u/:__id", "/:__x/y"])
+def test_parameter_names_starting_with_two_underscores_are_reserved(pattern: str) -> None:
+    # mount() routes "*__rest": a user parameter of that name would vanish under a mount.
+    with pytest.raises(RouteError, match="reserved"):
+        Router().get(pattern, ok)
+    Router().get(pattern.replace("__", "_"), ok)  # one underscore is a name like any other
+
+
 async def test_params_reach_the_endpoint_as_a_mapping() -> None:
     seen: dict[str, Any] = {}
 

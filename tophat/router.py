@@ -54,6 +54,7 @@ __all__ = ["Route", "RouteError", "Router"]
 E = TypeVar("E", bound=Endpoint)
 
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §9.1: method = token
+_RESERVED = re.compile(r"(?:^|/)[:*]__")  # router-internal parameter names (see mount)
 _ANY = "*"  # the method of a mount's routes: every method (user methods are checked tokens,
 # and "*" is a token too, so at() refuses it below)
 
@@ -101,6 +102,9 @@ class Router:
         """
         if not isinstance(method, str) or _METHOD.fullmatch(method) is None or method == _ANY:
             raise RouteError(f"method {method!r} is not an HTTP method token (e.g. 'GET')")
+        if _RESERVED.search(pattern):
+            # mount() routes "*__rest": a user's "__rest" would be hidden and dropped by it.
+            raise RouteError(f"{pattern!r}: parameter names starting with '__' are reserved")
         return self._add_route(method, pattern, endpoint, name)
 
     def _check(self, method: str, pattern: str, name: str | None) -> tuple[_Parsed, str]:
