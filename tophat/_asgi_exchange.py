@@ -1,0 +1,372 @@
+"""One ASGI ``http`` exchange: the Request built from a scope, and the writer's sink.
+
+:class:`_Exchange` is the request body's source (pulled from ``receive()``, the body-size
+limit enforced as it arrives) and the response writer's sink (``http.response.start`` /
+``http.response.body`` messages, a disconnect watcher beside a streamed body). Also
+:class:`ClientDisconnected`, which it raises. Used by :class:`tophat.asgi._App`; the public
+names are re-exported by :mod:`tophat.asgi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable
+from email.utils import formatdate
+from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
+from urllib.parse import quote
+
+from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
+from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
+from ._exchange import Aborted as _Aborted
+from ._exchange import aclose as _aclose
+from ._exchange import next_piece as _next_piece
+from ._exchange import open_body, run_endpoint
+from ._headers import Headers
+from ._request import Request
+from ._stream import StreamClosed
+from ._writer import Response
+from .glitch import Glitch
+
+if TYPE_CHECKING:
+    from .asgi import Message, Receive, Scope, Send, _App
+
+T = TypeVar("T")
+
+log = logging.getLogger("tophat.asgi")
+error_log = logging.getLogger("tophat.error")
+
+# RFC 3986 §3.3: characters a path keeps unencoded (when a server gives no raw_path).
+_PATH_SAFE = "/!$&'()*+,;=:@~"
+# The ASGI server frames the response: we give it at most a Content-Length and a close.
+_CLOSE = (b"connection", b"close")
+
+
+class ClientDisconnected(StreamClosed):
+    """The client went away (the ASGI server reported ``http.disconnect``).
+
+    A :class:`~tophat.StreamClosed`, hence a ``ConnectionError`` and an ``OSError``: the same
+    family the native server raises when a connection breaks. A handler that lets it escape is
+    not at fault: the adapter logs it at DEBUG and sends nothing.
+    """
+
+
+class _Event(Protocol):
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> object: ...
+
+
+class _Exchange:
+    """One ``http`` scope: the request's body source and the response writer's sink."""
+
+    __slots__ = (
+        "_ahead",
+        "_asyncio",
+        "_pulling",
+        "_receive",
+        "_send",
+        "_taken",
+        "_too_large",
+        "app",
+        "disconnected",
+        "finished",
+        "received",
+        "request",
+        "started",
+    )
+
+    trailers: Headers | None = None  # ASGI delivers no request trailers
+
+    def __init__(self, app: _App, scope: Scope, receive: Receive, send: Send) -> None:
+        self.app = app
+        self._receive = receive
+        self._send = send
+        self._asyncio = _on_asyncio()
+        self._ahead: deque[bytes] = deque()  # body pieces received, not yet read
+        self._pulling: _Event | None = None  # set when the receive() in flight returns
+        self._taken: _Event | None = None  # set when the handler takes a piece read ahead
+        self._too_large = False
+        self.disconnected = False
+        self.finished = False  # the last http.request message arrived
+        self.received = 0
+        self.started = False  # http.response.start was sent
+        self.request = _request(scope, self)
+
+    # -- the request body (the Request's _BodySource) -----------------------------------------
+
+    async def read_body(self) -> bytes | None:
+        while True:
+            if self._ahead:
+                taken, self._taken = self._taken, None
+                if taken is not None:
+                    taken.set()
+                return self._ahead.popleft()
+            if self._too_large:
+                raise Glitch(413, "Content Too Large")
+            if self.finished:
+                return None
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected before sending the whole body")
+            await self._pull()
+
+    async def _pull(self) -> None:
+        """Take one message from ``receive()``, or wait for the one already being received.
+
+        Only one ``receive()`` is ever in flight: the handler reading its body and the
+        disconnect watcher share it.
+        """
+        if self._pulling is not None:
+            await self._pulling.wait()
+            return
+        self._pulling = done = _new_event(self._asyncio)
+        try:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "http.request":
+                piece = bytes(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.finished = True
+                self.received += len(piece)
+                limit = self.app.opts.max_body_size
+                if limit is not None and self.received > limit:
+                    self._too_large = True
+                elif piece:
+                    self._ahead.append(piece)
+            elif kind == "http.disconnect":
+                self.disconnected = True
+        finally:
+            self._pulling = None
+            done.set()
+
+    async def _watch(self) -> None:
+        """Listen for ``http.disconnect`` while a streamed response is sent.
+
+        Reads ahead of the handler by at most one body piece, so a handler streaming its
+        request body back keeps its backpressure.
+        """
+        try:
+            while not (self.disconnected or self._too_large):
+                if self._ahead:
+                    self._taken = taken = _new_event(self._asyncio)
+                    await taken.wait()
+                else:
+                    await self._pull()
+        except Exception as exc:  # a receive() that fails: the connection is gone
+            log.debug("receive() failed while watching for a disconnect: %r", exc)
+            self.disconnected = True
+
+    # -- the response (the ResponseWriter's _Sink) --------------------------------------------
+
+    def _head(self, response: Response) -> list[tuple[str, str]]:
+        """The user's header fields minus framing, plus Content-Length for a known length.
+
+        Without a length the ASGI server frames the body (chunked on HTTP/1.1). Names are
+        lower-cased, as ASGI requires.
+        """
+        headers: list[tuple[str, str]] = []
+        close = self._too_large  # the rest of the body stays unread: close, as accept() does
+        for lname, _, value in response.headers._items:
+            if lname in _SERVER_MANAGED:
+                # A user "Connection: close" asks to close; other values are dropped.
+                close = close or (lname == "connection" and "close" in value.lower())
+                continue
+            headers.append((lname, value))
+        if self.app.date_header and "date" not in response.headers:
+            headers.append(("date", formatdate(usegmt=True)))
+        # RFC 9110 §8.6: no Content-Length in a 204; a 304 carries no content either.
+        if response.status not in _NO_CONTENT_STATUS and response.length is not None:
+            headers.append(("content-length", str(response.length)))
+        if close:
+            headers.append(("connection", "close"))
+        return headers
+
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
+        """Send ``response`` as ASGI messages; return (status, headers, body bytes written).
+
+        As in :func:`tophat.accept`, a streamed body's first piece is pulled before the head
+        goes out, so an error raised before it still gets a proper error response.
+        """
+        if self.started:
+            raise RuntimeError("a response was already sent on this request")
+        status, body, length = response.status, response.body, response.length
+        # RFC 9110 §6.4.1: responses to HEAD, and 204 and 304 responses, carry no content.
+        no_body = self.request.method == "HEAD" or status in _NO_CONTENT_STATUS
+        pieces, first = await open_body(body, no_body)
+        headers = self._head(response)
+        self.started = True
+        send = self._send_or_gone
+        raw = [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        if pieces is None:
+            data = b"" if no_body or not isinstance(body, bytes) else body
+            await send({"type": "http.response.body", "body": data, "more_body": False})
+            return status, headers, len(data)
+        written = await self._with_watcher(self._stream(pieces, first, length))
+        return status, headers, written
+
+    async def _send_or_gone(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError:
+            # ASGI spec 2.4: send() raises an OSError once the client is gone.
+            self.disconnected = True
+            raise
+
+    async def _stream(
+        self, pieces: AsyncIterator[bytes], first: bytes | None, length: int | None
+    ) -> int:
+        send = self._send_or_gone
+        written = 0
+        try:
+            while first is not None:
+                if self.disconnected:
+                    raise ClientDisconnected("the client disconnected while the response was sent")
+                if length is not None and written + len(first) > length:
+                    self._length_mismatch(length, "more")
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                written += len(first)
+                first = await _next_piece(pieces)
+        finally:
+            await _aclose(pieces)
+        if length is not None and written != length:
+            self._length_mismatch(length, "less")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return written
+
+    @staticmethod
+    def _length_mismatch(length: int, what: str) -> NoReturn:
+        error_log.error(
+            "response body does not match its declared length (%s data than the %d bytes "
+            "declared); closing the connection",
+            what,
+            length,
+        )
+        raise _Aborted(f"body longer or shorter than its declared length {length}")
+
+    async def _with_watcher(self, work: Awaitable[T]) -> T:
+        """Await ``work`` while ``_watch`` runs beside it; stop the watcher when it is done."""
+        if self._asyncio:
+            watcher = asyncio.ensure_future(self._watch())
+            try:
+                return await work
+            finally:
+                watcher.cancel()
+                await asyncio.wait((watcher,))
+        import trio
+
+        results: list[T] = []
+        errors: list[Exception] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch)
+            try:
+                results.append(await work)
+            except Exception as exc:  # re-raised below, outside the nursery's ExceptionGroup
+                errors.append(exc)
+            finally:
+                nursery.cancel_scope.cancel()
+        if errors:
+            raise errors[0]
+        return results[0]
+
+    # -- one exchange (as tophat._connection.Connection._exchange) ------------------------------
+
+    async def run(self) -> None:
+        request = self.request
+        limit = self.app.opts.max_body_size
+        declared = request.headers.get("content-length")
+        if (
+            limit is not None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
+            # As the native server: refuse before the endpoint runs, and close.
+            log.info("refused request from %s: 413 Content Too Large", _peer(request))
+            await self._refuse(413, "Content Too Large")
+            return
+        try:
+            await run_endpoint(self.app.endpoint, request, self)
+        except OSError as exc:
+            log.debug("client gone before the error response: %r", exc)
+
+    # -- the ExchangeSink that run_endpoint uses ---------------------------------------------
+
+    @property
+    def gone(self) -> bool:
+        return self.disconnected
+
+    @property
+    def verbose_glitch(self) -> bool:
+        return self.app.opts.verbose_glitch
+
+    def mark_close(self) -> None:
+        pass  # the ASGI server owns the connection; an unfinished response makes it close
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        body = reason.encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            _CLOSE,  # the body stays unread (RFC 9112 §9.6)
+        ]
+        if self.app.date_header:
+            headers.insert(0, (b"date", formatdate(usegmt=True).encode("ascii")))
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        data = b"" if self.request.method == "HEAD" else body
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+def _request(scope: Scope, body: _Exchange) -> Request:
+    """The Request for an ``http`` scope: target from raw_path (the server's root_path moved
+    to ``req.root_path``, as a mounting router does), headers decoded as Latin-1."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"], safe=_PATH_SAFE)
+    root_path = scope.get("root_path", "") or ""
+    if root_path:
+        # uvicorn puts the root_path in front of path and raw_path, hypercorn does not.
+        encoded_root = quote(root_path, safe=_PATH_SAFE)
+        rest = path[len(encoded_root) :]
+        if path.startswith(encoded_root) and rest[:1] in ("", "/"):
+            path = rest or "/"
+    query = scope.get("query_string", b"")
+    target = path + "?" + query.decode("latin-1") if query else path
+    headers = Headers._trusted(
+        [(n.decode("latin-1").lower(),) * 2 + (v.decode("latin-1"),) for n, v in scope["headers"]]
+    )
+    client, server = scope.get("client"), scope.get("server")
+    request = Request(
+        scope["method"],
+        target,
+        headers,
+        version=scope.get("http_version", "1.1"),
+        client=cast("tuple[str, int]", tuple(client)) if client else None,
+        server=cast("tuple[str, int]", tuple(server)) if server else None,
+        scheme=scope.get("scheme", "http"),
+        body=body,
+    )
+    request.root_path = root_path
+    return request
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client[0]}:{request.client[1]}" if request.client else "peer"
+
+
+def _on_asyncio() -> bool:
+    """Whether the running loop is asyncio's (else trio, the only other runtime ASGI uses)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _new_event(on_asyncio: bool) -> _Event:
+    if on_asyncio:
+        return asyncio.Event()
+    import trio
+
+    return trio.Event()
