@@ -279,6 +279,7 @@ class _Exchange:
         if (
             limit is not None
             and declared is not None
+            and declared.isascii()  # ("²".isdigit() is True; int("²") raises)
             and declared.isdigit()
             and int(declared) > limit
         ):
