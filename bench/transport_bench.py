@@ -1,4 +1,4 @@
-"""asyncio transports for tophat: Protocol (tophat/_asyncio.py) vs StreamReader/StreamWriter.
+"""asyncio transports for tophat: Protocol (tophat/_asyncio_conn.py) vs StreamReader/StreamWriter.
 
     .venv/bin/python bench/transport_bench.py [--rounds 5] [--duration 3] [--conns 50]
                                               [--client auto|wrk|python] [--no-pin]
@@ -7,7 +7,7 @@ The issue: "measure an asyncio.Protocol based transport against StreamReader/Str
 keep the faster". Servers, all answering GET / with "Hello, world!" (examples/hello.py), each
 in its own process on 127.0.0.1:
 
-  protocol    python -m tophat examples.hello:app       (the shipped runtime: _asyncio._Conn)
+  protocol    python -m tophat examples.hello:app       (the shipped runtime: _asyncio_conn._Conn)
   streams     asyncio.start_server + StreamsStream + tophat.accept (defined below, bench only)
   streams+t   the same with per-phase timeouts like _Conn's (asyncio.timeout per read/drain),
               i.e. what a feature-equal Streams runtime would have to do

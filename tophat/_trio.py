@@ -1,23 +1,13 @@
-"""The trio runtime: a stream adapter with per-phase timeouts, limits, graceful shutdown.
+"""The trio runtime: the listening server, limits, graceful shutdown and ``serve``.
 
 The counterpart of ``_asyncio.py``, with the same behaviour: every HTTP decision is in
-``accept``; this module owns the clock, the listening sockets, the connection limit, the
-lingering close and the shutdown.
+``accept``; this module owns the listening sockets, the connection limit and the shutdown. Each
+connection is a ``_Conn`` or ``_TLSConn`` (``_trio_conn.py``), the stream adapters that own the
+clock and the lingering close.
 
-Trio-specific choices:
-
-* Connections run in a nursery shielded from outside cancellation. Cancelling ``serve`` (like
-  SIGINT, SIGTERM or ``TrioServer.shutdown``) starts the *graceful* shutdown: in-flight
-  requests get ``opts.shutdown_grace`` to finish before they are cancelled.
-* Plain connections are non-blocking stdlib sockets driven with ``trio.lowlevel.wait_readable``
-  / ``wait_writable``, as trio's own ``SocketStream`` does, with one difference: a timeout
-  (a cancel scope) is set up only when a call has to wait, so reading a request that is already
-  there or writing to a socket with room costs no cancel scope. Measured with wrk on a hello
-  endpoint, a scope per call cost ~15% of the throughput.
-* TLS connections are ``trio.SSLStream`` over ``trio.SocketStream``, with a scope per call.
-* trio reports a broken connection with ``trio.BrokenResourceError``, which ``accept`` does not
-  know; like asyncio's ``connection_lost``, a broken connection reads as the end of input, and
-  writing to it raises :class:`~tophat.StreamClosed`.
+Connections run in a nursery shielded from outside cancellation. Cancelling ``serve`` (like
+SIGINT, SIGTERM or ``TrioServer.shutdown``) starts the *graceful* shutdown: in-flight requests
+get ``opts.shutdown_grace`` to finish before they are cancelled.
 """
 
 from __future__ import annotations
@@ -32,26 +22,20 @@ import socket
 import stat
 from collections.abc import Callable
 from ssl import SSLContext
-from typing import Any
 
 import trio
 
 from ._asyncio import listen_url
 from ._connection import Connection, Endpoint
-from ._opts import KiB, ServerOpts
-from ._serialize import LINGER, OVERLOADED
+from ._opts import ServerOpts
+from ._serialize import OVERLOADED
 from ._stream import Phase, StreamClosed, StreamTimeout
+from ._trio_conn import _close, _Conn, _TLSConn
 
 __all__ = ["TrioServer", "serve"]
 
 log = logging.getLogger("tophat.server")
 
-# The longest a TLS close may take (its close_notify, to a client that does not read).
-_CLOSE_TIMEOUT = 1.0
-# TLS only: send_all hands the SSLStream at most this much per deadline, so write_timeout
-# bounds a stall (no progress), not the time a large body takes to a slow but steady reader.
-_WRITE_SLICE = 256 * KiB
-_READ_SIZE = 64 * KiB
 _BACKLOG = 2048
 # accept() errors that mean "out of resources right now": wait and retry, do not crash.
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
@@ -65,340 +49,6 @@ _ACCEPT_IGNORED = frozenset(
     )
     if hasattr(errno, name)
 )
-_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-class _Woken(Exception):
-    """Shutdown ended a wait for the next request."""
-
-
-class _Conn:
-    """One plain connection: the byte stream ``accept`` reads and writes, with its timeouts."""
-
-    __slots__ = (
-        "_broken",
-        "_closed",
-        "_closing",
-        "_eof",
-        "_head_deadline",
-        "_linger_scope",
-        "_phase",
-        "_server",
-        "_sock",
-        "_timeouts",
-        "_waiting",
-        "_woken",
-        "client",
-        "local",
-        "scope",
-    )
-
-    def __init__(self, server: TrioServer, sock: socket.socket, peer: Any) -> None:
-        self._server = server
-        self._timeouts = server._timeouts
-        self._sock = sock
-        self.client = _pair(peer)
-        try:
-            self.local = _pair(sock.getsockname())
-        except OSError:  # the client is already gone
-            self.local = None
-        self._phase: Phase = "idle"
-        self._head_deadline = math.inf
-        self._waiting: trio.CancelScope | None = None  # a read waiting for input
-        self._linger_scope: trio.CancelScope | None = None
-        self._eof = False  # the client sent its last byte (or is gone)
-        self._broken = False  # the stream cannot be used any more: close without lingering
-        self._woken = False  # shutdown ended the current wait for the next request
-        self._closing = False  # closing (bounded in time): shutdown lets it finish
-        self._closed = False
-        self.scope = trio.CancelScope()  # the connection's task, for shutdown to cancel
-
-    async def start(self) -> bool:
-        """Get the connection ready to serve (TLS: the handshake); False if it is over."""
-        return True
-
-    # -- the Stream that accept() uses --------------------------------------------------------
-
-    def set_phase(self, phase: Phase) -> None:
-        if phase == "head" and self._phase != "head":
-            self._head_deadline = trio.current_time() + self._timeouts["head"]
-        self._phase = phase
-
-    def _deadline(self) -> float:
-        phase = self._phase
-        if phase == "head":
-            return self._head_deadline
-        return trio.current_time() + self._timeouts[phase]
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        sock = self._sock
-        size = max_bytes or _READ_SIZE
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            try:
-                data = sock.recv(size)
-                break
-            except BlockingIOError:
-                pass
-            except OSError:
-                # A reset reads as the end of input (as asyncio's connection_lost does):
-                # accept() then ends quietly.
-                self._eof = self._broken = True
-                return b""
-            try:
-                await self._wait_readable()
-            except _Woken:
-                self._eof = True  # reads as end of input: accept() returns between requests
-                return b""
-            waited = True
-        if not data:
-            self._eof = True
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
-
-    async def _wait_readable(self) -> None:
-        self._woken = False
-        with trio.CancelScope(deadline=self._deadline()) as scope:
-            self._waiting = scope
-            try:
-                await trio.lowlevel.wait_readable(self._sock)
-                return
-            finally:
-                self._waiting = None
-        if self._woken:
-            raise _Woken
-        raise StreamTimeout(self._phase)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._broken or self._closed:
-            raise StreamClosed("connection closed")
-        sock = self._sock
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            try:
-                sent = sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(data):
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return
-            view = memoryview(data)[sent:]
-            while view:
-                await self._wait_writable()
-                with contextlib.suppress(BlockingIOError):
-                    view = view[sock.send(view) :]
-        except StreamTimeout:  # an OSError too, but not a broken connection
-            raise
-        except OSError as exc:
-            self._broken = True
-            raise StreamClosed(f"connection lost: {exc}") from exc
-
-    async def _wait_writable(self) -> None:
-        # write_timeout is the longest wait for room, not for all of the data: a slow but
-        # steady reader is not cut off.
-        with trio.CancelScope(deadline=trio.current_time() + self._timeouts["write"]):
-            await trio.lowlevel.wait_writable(self._sock)
-            return
-        self._broken = True  # the client stopped reading: close without lingering
-        raise StreamTimeout("write")
-
-    async def aclose(self) -> None:
-        """Close gracefully: half-close, discard input for a while (see LINGER), close."""
-        self._server._release(self)
-        if self._closed:
-            return
-        self._closing = True
-        if not (self._eof or self._broken or self._server._cut):
-            with trio.move_on_after(LINGER) as scope:
-                self._linger_scope = scope
-                try:
-                    await self._linger()
-                finally:
-                    self._linger_scope = None
-        await self.close_now()
-
-    async def _linger(self) -> None:
-        sock = self._sock
-        try:
-            sock.shutdown(socket.SHUT_WR)
-            while True:
-                try:
-                    if not sock.recv(_READ_SIZE):
-                        return
-                    await trio.lowlevel.checkpoint()  # a client sending fast must not starve us
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(sock)
-        except OSError:
-            self._broken = True
-
-    async def close_now(self) -> None:
-        """Close the socket. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            _close(self._sock)
-
-    # -- shutdown -----------------------------------------------------------------------------
-
-    def shutdown_if_idle(self) -> None:
-        """Called at shutdown: end a wait for the next request, so the connection ends."""
-        if self._phase == "idle" and self._waiting is not None:
-            self._woken = True
-            self._waiting.cancel()
-
-    def cut(self) -> None:
-        """Called at the end of shutdown: stop lingering, or a refusal still under way.
-
-        A close in progress is left to finish: it is bounded in time (a TLS close_notify).
-        """
-        if self._linger_scope is not None:
-            self._linger_scope.cancel()
-        elif not self._closing:
-            self.scope.cancel()
-
-
-class _TLSConn(_Conn):
-    """One TLS connection: a ``trio.SSLStream``, with a cancel scope per call for timeouts."""
-
-    __slots__ = ("_stream", "_transport")
-
-    def __init__(self, server: TrioServer, sock: socket.socket, peer: Any) -> None:
-        super().__init__(server, sock, peer)
-        assert server._ssl is not None
-        self._transport = _StagedClose(
-            self, trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        )
-        # https_compatible=False: we send close_notify when we close (RFC 9112 §9.8), as
-        # asyncio does; a client that skips its own reads as a broken connection, which
-        # receive_some turns into the end of input.
-        self._stream = trio.SSLStream(self._transport, server._ssl, server_side=True)
-
-    async def start(self) -> bool:
-        """The TLS handshake, bounded by ``head_timeout`` (a slow handshake is a slow head)."""
-        with trio.CancelScope(deadline=trio.current_time() + self._timeouts["head"]):
-            try:
-                await self._stream.do_handshake()
-                return True
-            except trio.BrokenResourceError as exc:
-                log.debug("TLS handshake with %s failed: %r", self.client, exc.__cause__)
-        self._broken = True
-        return False
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        phase = self._phase
-        self._woken = False
-        with trio.CancelScope(deadline=self._deadline()) as scope:
-            self._waiting = scope
-            try:
-                data = await self._stream.receive_some(max_bytes)
-            except _GONE:
-                self._eof = self._broken = True
-                return b""
-            finally:
-                self._waiting = None
-            if not data:
-                self._eof = True
-            return bytes(data)  # an SSLStream returns a bytearray
-        if self._woken:
-            self._eof = True
-            return b""
-        raise StreamTimeout(phase)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._broken or self._closed:
-            raise StreamClosed("connection closed")
-        view = memoryview(data)
-        try:
-            for start in range(0, len(view), _WRITE_SLICE):
-                with trio.CancelScope(deadline=trio.current_time() + self._timeouts["write"]):
-                    await self._stream.send_all(view[start : start + _WRITE_SLICE])
-                    continue
-                self._broken = True  # a cancelled SSLStream call leaves it unusable
-                raise StreamTimeout("write")
-        except _GONE as exc:
-            self._broken = True
-            raise StreamClosed("connection lost") from exc
-
-    async def aclose(self) -> None:
-        """close_notify, then the same staged close as plain TCP (see _StagedClose)."""
-        self._server._release(self)
-        if self._closed:
-            return
-        self._closing = True
-        self._transport.linger = not (self._eof or self._broken or self._server._cut)
-        await self.close_now()
-
-    async def close_now(self) -> None:
-        """Close (with close_notify unless broken), bounded in time. Idempotent."""
-        if self._closed:
-            return
-        self._closing = self._closed = True
-        stream = self._stream
-        if not self._broken:
-            bound = _CLOSE_TIMEOUT + (LINGER if self._transport.linger else 0.0)
-            with trio.move_on_after(bound):
-                try:
-                    await stream.aclose()
-                    return
-                except _GONE:
-                    pass
-        await trio.aclose_forcefully(stream)
-
-
-class _StagedClose(trio.abc.HalfCloseableStream):
-    """The TCP stream under a TLS connection; its ``aclose`` can close in stages.
-
-    ``SSLStream.aclose`` sends close_notify (TLS's end of data) and then closes this stream:
-    with ``linger`` set, that close half-closes, discards input for a while (see LINGER) and
-    only then closes, so a client still sending gets our last response, and a client reading
-    until the end sees it at once, not after the linger.
-    """
-
-    def __init__(self, conn: _Conn, stream: trio.SocketStream) -> None:
-        self._conn = conn
-        self._stream = stream
-        self.linger = False
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self._stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        stream = self._stream
-        try:
-            if self.linger:
-                with trio.move_on_after(LINGER) as scope:
-                    self._conn._linger_scope = scope
-                    try:
-                        await stream.send_eof()
-                        while await stream.receive_some(_READ_SIZE):
-                            pass
-                    except _GONE:
-                        pass
-                    finally:
-                        self._conn._linger_scope = None
-        finally:
-            await stream.aclose()  # closes the socket first, even when cancelled
-
-
-def _pair(addr: Any) -> tuple[str, int] | None:
-    """(host, port) of a socket address; None for a Unix socket's."""
-    return (addr[0], addr[1]) if isinstance(addr, tuple) else None
-
-
-def _close(sock: socket.socket) -> None:
-    if sock.fileno() != -1:
-        trio.lowlevel.notify_closing(sock)  # wakes any task waiting on it
-        sock.close()
 
 
 class TrioServer:
