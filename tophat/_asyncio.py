@@ -18,10 +18,10 @@ from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any
 
-from ._asyncio_conn import _address, _Conn
+from ._asyncio_conn import _Conn
 from ._connection import Endpoint
 from ._opts import ServerOpts
-from ._stream import Phase
+from ._stream import Phase, socket_address
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
 
@@ -58,10 +58,10 @@ class Server:
         try:
             return self._locals[sockname]
         except KeyError:
-            address = self._locals[sockname] = _address(sockname)
+            address = self._locals[sockname] = socket_address(sockname)
             return address
         except TypeError:  # not hashable (not an IP address): nothing to share
-            return _address(sockname)
+            return socket_address(sockname)
 
     @property
     def sockets(self) -> list[socket.socket]:

@@ -16,16 +16,16 @@ import asyncio
 import contextvars
 import logging
 import socket
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ._connection import Connection
 from ._serialize import LINGER, OVERLOADED
-from ._stream import Phase, StreamClosed, StreamTimeout
+from ._stream import Phase, StreamClosed, StreamTimeout, socket_address
 
 if TYPE_CHECKING:
     from ._asyncio import Server
 
-__all__ = ["_Conn", "_address"]
+__all__ = ["_Conn"]
 
 log = logging.getLogger("tophat.server")
 
@@ -34,14 +34,6 @@ _HIGH_WATER = 256 * 1024  # pause reading above this much unread input
 # For callbacks that use no context variables: saves a context copy (~64 bytes) per callback
 # an idle connection holds.
 _NO_CONTEXT = contextvars.Context()
-
-
-def _address(addr: Any) -> tuple[str, int] | None:
-    """(host, port) of a socket address; an IPv4 one is that tuple already (kept, not copied:
-    memory per connection)."""
-    if not isinstance(addr, tuple):
-        return None
-    return addr if len(addr) == 2 else (addr[0], addr[1])
 
 
 class _Conn(asyncio.BufferedProtocol):
@@ -120,7 +112,7 @@ class _Conn(asyncio.BufferedProtocol):
                 self,
                 server.endpoint,
                 self._opts,
-                client=_address(peer),
+                client=socket_address(peer),
                 server=server.local_address(local),
                 scheme="https" if transport.get_extra_info("sslcontext") else "http",
                 stopping=server.stopping,

@@ -26,9 +26,9 @@ A stream signals a broken connection by raising ``OSError`` (``ConnectionError``
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Phase", "Stream", "StreamClosed", "StreamTimeout"]
+__all__ = ["Phase", "Stream", "StreamClosed", "StreamTimeout", "socket_address"]
 
 Phase = Literal["idle", "head", "body", "write"]
 
@@ -50,3 +50,12 @@ class StreamTimeout(TimeoutError):
 
 class StreamClosed(ConnectionError):
     """Raised by a stream adapter when the connection is gone."""
+
+
+def socket_address(addr: Any) -> tuple[str, int] | None:
+    """``(host, port)`` of a socket address, for ``Request.client`` / ``.server``; None for a
+    Unix socket's. An IPv4 one is that tuple already (kept, not copied: memory per connection);
+    an IPv6 one loses its flow info and scope id."""
+    if not isinstance(addr, tuple):
+        return None
+    return addr if len(addr) == 2 else (addr[0], addr[1])

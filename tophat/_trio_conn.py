@@ -27,7 +27,7 @@ import trio
 
 from ._opts import KiB
 from ._serialize import LINGER
-from ._stream import Phase, StreamClosed, StreamTimeout
+from ._stream import Phase, StreamClosed, StreamTimeout, socket_address
 
 if TYPE_CHECKING:
     from ._trio import TrioServer
@@ -74,9 +74,9 @@ class _Conn:
         self._server = server
         self._timeouts = server._timeouts
         self._sock = sock
-        self.client = _pair(peer)
+        self.client = socket_address(peer)
         try:
-            self.local = _pair(sock.getsockname())
+            self.local = socket_address(sock.getsockname())
         except OSError:  # the client is already gone
             self.local = None
         self._phase: Phase = "idle"
@@ -365,11 +365,6 @@ class _StagedClose(trio.abc.HalfCloseableStream):
                         self._conn._linger_scope = None
         finally:
             await stream.aclose()  # closes the socket first, even when cancelled
-
-
-def _pair(addr: Any) -> tuple[str, int] | None:
-    """(host, port) of a socket address; None for a Unix socket's."""
-    return (addr[0], addr[1]) if isinstance(addr, tuple) else None
 
 
 def _close(sock: socket.socket) -> None:
