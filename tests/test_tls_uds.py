@@ -3,9 +3,6 @@
 The certificate is self-signed, made with ``cryptography`` for this test session; clients trust
 exactly it. The CLI tests at the end run ``python -m tophat`` with ``--ssl-certfile`` and
 ``--uds`` in a subprocess, on each runtime.
-
-A few TLS behaviours the asyncio runtime lacks yet are marked strict xfail there
-(``xfail_on_asyncio``): when it gains them, the XPASS says to drop the mark.
 """
 
 from __future__ import annotations
@@ -128,17 +125,6 @@ async def tls_connected(port: int, cert: Cert) -> AsyncIterator[StreamClient]:
         await client.close()
 
 
-def xfail_on_asyncio(
-    request: pytest.FixtureRequest,
-    runtime: Runtime,
-    reason: str,
-    raises: type[BaseException] = TimeoutError,
-) -> None:
-    """The asyncio runtime (plain and uvloop) lacks this behaviour yet; strict, so a fix shows."""
-    if runtime != "trio":
-        request.applymarker(pytest.mark.xfail(reason=reason, raises=raises, strict=True))
-
-
 def get(path: str = "", *extra: str) -> bytes:
     fields = "".join(f"{field}\r\n" for field in extra)
     return f"GET /{path} HTTP/1.1\r\nHost: t\r\n{fields}\r\n".encode()
@@ -220,12 +206,9 @@ async def test_tls_client_that_hangs_up_mid_handshake_disturbs_nothing(
 
 
 @pytest.mark.parametrize("how", ["connection-close", "idle-timeout"])
-async def test_tls_close_sends_close_notify_at_once(
-    serving: Serving, cert: Cert, how: str, request: pytest.FixtureRequest, runtime: Runtime
-) -> None:
+async def test_tls_close_sends_close_notify_at_once(serving: Serving, cert: Cert, how: str) -> None:
     # RFC 9112 §9.6: close in stages. Over TLS the first stage is close_notify (TLS's end of
     # data), so a client reading until the end gets it at once, not after the linger.
-    xfail_on_asyncio(request, runtime, "asyncio: TLS closes only after the 2 s linger")
     async with (
         serving(whoami, ssl=cert.server_context(), keep_alive_timeout=0.2) as server,
         tls_connected(server.port, cert) as c,
@@ -248,6 +231,29 @@ async def test_tls_handshake_that_stalls_is_closed_after_head_timeout(
     ):
         with anyio.fail_after(1):
             assert await c.read_all() == b""
+
+
+async def test_tls_refusal_reaches_a_client_that_is_still_sending(
+    serving: Serving, cert: Cert
+) -> None:
+    # RFC 9112 §9.6, over TLS: the 413 and close_notify must reach a client still sending its
+    # body, not a reset that erases them (the server discards what follows, then closes).
+    async with (
+        serving(whoami, ssl=cert.server_context(), max_body_size=1000) as server,
+        tls_connected(server.port, cert) as c,
+    ):
+        with anyio.fail_after(5):
+            head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n"
+            async with anyio.create_task_group() as tg:
+
+                async def send_body() -> None:
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        await c.send(head + b"x" * 4_000_000)
+
+                tg.start_soon(send_body)
+                status, headers, _ = await c.response("POST")
+                assert (status, headers["connection"]) == (413, "close")
+                tg.cancel_scope.cancel()
 
 
 async def test_tls_partial_head_that_stalls_gets_408(serving: Serving, cert: Cert) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from ._asyncio_conn import _Conn
 from ._connection import Endpoint
 from ._opts import ServerOpts
+from ._serialize import LINGER
 from ._stream import Phase, socket_address
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
@@ -87,6 +88,11 @@ class Server:
         if ssl is not None and self.opts.head_timeout is not None:
             # A stalled TLS handshake is a stalled head: same limit (asyncio's default is 60 s).
             kw["ssl_handshake_timeout"] = self.opts.head_timeout
+        if ssl is not None:
+            # How long a closing TLS connection waits for the client's close_notify (reading
+            # and discarding meanwhile): the linger of a plain TCP close (asyncio's default is
+            # 30 s).
+            kw["ssl_shutdown_timeout"] = LINGER
         if uds is not None or (sock is not None and sock.family == socket.AF_UNIX):
             self._server = await loop.create_unix_server(
                 factory, path=uds if sock is None else None, sock=sock, **kw

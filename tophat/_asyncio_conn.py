@@ -314,7 +314,11 @@ class _Conn(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._eof or self._lost:
+        if self._eof or self._lost or self._server.tls:
+            # Over TLS, close() is the staged close already: close_notify goes out at once
+            # (the client reading until the end gets it now), and the SSL transport keeps
+            # reading, and discarding, until the client's close_notify or LINGER (the server's
+            # ssl_shutdown_timeout); TLS cannot be half-closed with write_eof.
             transport.close()
             return
         # Half-close, keep discarding input for a moment, then close (see LINGER).
