@@ -154,7 +154,6 @@ async def test_glitch_with_an_informational_status_still_gets_a_final_response()
     ("factory", "status"),
     [
         (Glitch.bad_request, 400),
-        (Glitch.unauthorized, 401),
         (Glitch.forbidden, 403),
         (Glitch.not_found, 404),
         (Glitch.conflict, 409),
@@ -179,6 +178,16 @@ async def test_method_not_allowed_sends_allow() -> None:
     endpoint = raising(lambda: Glitch.method_not_allowed(["GET", "HEAD"]))
     out = await TestClient(endpoint).raw(GET)
     assert masked(out) == glitch_response(405, b"Method Not Allowed", b"Allow: GET, HEAD\r\n")
+
+
+async def test_unauthorized_requires_and_sends_a_challenge() -> None:
+    # RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate with at least one challenge.
+    endpoint = raising(lambda: Glitch.unauthorized(challenge='Bearer realm="api"'))
+    out = await TestClient(endpoint).raw(GET)
+    challenge = b'WWW-Authenticate: Bearer realm="api"\r\n'
+    assert masked(out) == glitch_response(401, b"Unauthorized", challenge)
+    with pytest.raises(TypeError):
+        Glitch.unauthorized()  # type: ignore[call-arg]
 
 
 # -- helpers ------------------------------------------------------------------------------------

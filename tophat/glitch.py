@@ -106,8 +106,13 @@ class Glitch(Exception):
         return cls(400, message)
 
     @classmethod
-    def unauthorized(cls, message: str | None = None) -> Glitch:
-        return cls(401, message)
+    def unauthorized(cls, message: str | None = None, *, challenge: str) -> Glitch:
+        """401; ``challenge`` is the WWW-Authenticate value, e.g. ``'Bearer realm="api"'``.
+
+        RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate with at least one challenge, so
+        it is required here.
+        """
+        return cls(401, message, headers=[("WWW-Authenticate", challenge)])
 
     @classmethod
     def forbidden(cls, message: str | None = None) -> Glitch:
