@@ -94,6 +94,21 @@ async def test_partial_head_that_stalls_gets_408_and_close(serving: Serving) -> 
         assert body == b"Request Timeout"
 
 
+@pytest.mark.parametrize("partial", [b"HEAD / HTTP/1.1\r\nHost: t\r\n", b"HEAD /x"])
+async def test_partial_head_of_a_head_request_gets_408_without_content(
+    serving: Serving, partial: bytes
+) -> None:
+    # RFC 9110 §9.3.2: no content in a response to HEAD, the refusal of a stalled one included.
+    async with serving(hello, head_timeout=0.3) as server, connected(server.port) as c:
+        await c.send(partial)
+        with anyio.fail_after(3):
+            out = await c.read_all()
+    head, sep, content = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and sep
+    assert b"\r\ncontent-length: 15\r\n" in head  # what a GET would get, as for HEAD
+    assert content == b""
+
+
 async def test_head_timeout_counts_from_the_first_byte_not_from_the_last(serving: Serving) -> None:
     # Slow loris: a byte every 50 ms keeps the connection busy, never idle for head_timeout.
     async with serving(hello, head_timeout=0.4) as server, connected(server.port) as c:

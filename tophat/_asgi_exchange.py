@@ -17,7 +17,9 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
 from urllib.parse import quote
 
+from ._exchange import EMPTY_STATUS as _EMPTY_STATUS
 from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
+from ._exchange import RESET_CONTENT as _RESET_CONTENT
 from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
 from ._exchange import Aborted as _Aborted
 from ._exchange import aclose as _aclose
@@ -176,7 +178,10 @@ class _Exchange:
         if self.app.date_header and "date" not in response.headers:
             headers.append(("date", formatdate(usegmt=True)))
         # RFC 9110 §8.6: no Content-Length in a 204; a 304 carries no content either.
-        if response.status not in _NO_CONTENT_STATUS and response.length is not None:
+        # RFC 9110 §15.3.6: a 205 is framed as empty, whatever its body (none is sent).
+        if response.status == _RESET_CONTENT:
+            headers.append(("content-length", "0"))
+        elif response.status not in _NO_CONTENT_STATUS and response.length is not None:
             headers.append(("content-length", str(response.length)))
         if close:
             headers.append(("connection", "close"))
@@ -191,8 +196,8 @@ class _Exchange:
         if self.started:
             raise RuntimeError("a response was already sent on this request")
         status, body, length = response.status, response.body, response.length
-        # RFC 9110 §6.4.1: responses to HEAD, and 204 and 304 responses, carry no content.
-        no_body = self.request.method == "HEAD" or status in _NO_CONTENT_STATUS
+        # RFC 9110 §6.4.1: responses to HEAD, and 204, 205 and 304 responses, carry no content.
+        no_body = self.request.method == "HEAD" or status in _EMPTY_STATUS
         pieces, first = await open_body(body, no_body)
         headers = self._head(response)
         self.started = True

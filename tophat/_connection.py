@@ -15,7 +15,7 @@ import logging
 from typing import Protocol, cast
 
 from . import _serialize
-from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
+from ._exchange import EMPTY_STATUS as _EMPTY_STATUS
 from ._exchange import Aborted as _Aborted
 from ._exchange import Endpoint, open_body, run_endpoint
 from ._exchange import aclose as _aclose
@@ -233,7 +233,7 @@ class Connection:
         assert request is not None
         status = response.status
         body = response.body
-        no_body = request.method == "HEAD" or status in _NO_CONTENT_STATUS
+        no_body = request.method == "HEAD" or status in _EMPTY_STATUS
         # (A bytes body needs no opening: one coroutine call less per response.)
         pieces, first = (None, None) if type(body) is bytes else await open_body(body, no_body)
         self._response_started = True
@@ -369,7 +369,7 @@ class Connection:
                 except StreamTimeout:
                     if parser.buffered():
                         log.info("request head timeout from %s", _peer(self.client))
-                        await self._send_refusal(408, "Request Timeout")
+                        await self._send_refusal(408, "Request Timeout", head=parser.head_pending())
                     return
                 if event is CLOSED:
                     return

@@ -16,7 +16,19 @@ from ._request import Request
 from ._writer import Response, ResponseWriter, ResponseWritten
 from .glitch import Glitch
 
-__all__ = ["Aborted", "Endpoint", "ExchangeSink", "Logged", "aclose", "name_of", "next_piece"]
+__all__ = [
+    "EMPTY_STATUS",
+    "NO_CONTENT_STATUS",
+    "RESET_CONTENT",
+    "SERVER_MANAGED",
+    "Aborted",
+    "Endpoint",
+    "ExchangeSink",
+    "Logged",
+    "aclose",
+    "name_of",
+    "next_piece",
+]
 
 Endpoint = Callable[[Request, ResponseWriter], Awaitable[ResponseWritten]]
 
@@ -26,6 +38,10 @@ error_log = logging.getLogger("tophat.error")
 # RFC 9110 §6.4.1 / §15.3.5 / §15.4.5: responses to HEAD, and 204 and 304 responses, never
 # carry content. RFC 9110 §8.6: no Content-Length in a 204 response.
 NO_CONTENT_STATUS = frozenset((204, 304))
+# RFC 9110 §15.3.6: a server MUST NOT generate content in a 205 response; unlike a 204 it is
+# framed (RFC 9112 §6.3), as empty: Content-Length: 0.
+RESET_CONTENT = 205
+EMPTY_STATUS = NO_CONTENT_STATUS | {RESET_CONTENT}  # whatever the body, none is sent
 # Framing is computed from the body, never taken from the user (RFC 9112 §6); the connection
 # header is ours too (a user "Connection: close" asks us to close; other values are dropped).
 SERVER_MANAGED = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
@@ -63,9 +79,7 @@ class ExchangeSink(Protocol):
     def mark_close(self) -> None:
         """The connection cannot carry another request."""
 
-    async def send_response(
-        self, response: Response
-    ) -> tuple[int, list[tuple[str, str]], int]: ...
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]: ...
 
 
 async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink) -> None:

@@ -120,6 +120,11 @@ class Parser(Protocol):
         """Bytes received and not parsed yet."""
         ...
 
+    def head_pending(self) -> bool:
+        """Whether the incomplete head received so far is a HEAD request's (its refusal, a
+        408, then carries no content: RFC 9110 §9.3.2)."""
+        ...
+
     @property
     def at_eof(self) -> bool: ...
 
@@ -166,7 +171,7 @@ class H11Parser:
     ``h11.Connection``'s.
     """
 
-    __slots__ = ("_buffer", "_done", "_eof", "_max", "_reader")
+    __slots__ = ("_buffer", "_done", "_eof", "_max", "_reader", "_skipped_empty_line")
 
     values_checked = False  # h11 lets control characters other than CR, LF, NUL through
 
@@ -178,6 +183,7 @@ class H11Parser:
         self._reader: ContentLengthReader | ChunkedReader | None = None  # None: a head next
         self._done = False  # the request ended; next_cycle() before the next one
         self._eof = False
+        self._skipped_empty_line = False  # before this request's line (one is ignored)
 
     @property
     def at_eof(self) -> bool:
@@ -194,6 +200,9 @@ class H11Parser:
     def buffered(self) -> int:
         return len(self._buffer) if self._buffer is not None else 0
 
+    def head_pending(self) -> bool:
+        return self._buffer is not None and self._buffer._data.startswith(b"HEAD ")
+
     def next_event(self) -> Event:
         if self._done:
             raise RuntimeError("the request ended: call next_cycle() first")
@@ -203,7 +212,19 @@ class H11Parser:
         try:
             if self._reader is None:
                 before = len(buf)
-                request = maybe_read_from_IDLE_client(buf)
+                # (h11 consumes the head's lines before it may refuse them: whether it is a HEAD
+                # request, whose refusal carries no content, is read first.)
+                head_request = buf._data.startswith(b"HEAD ")
+                try:
+                    request = maybe_read_from_IDLE_client(buf)
+                except h11.ProtocolError as exc:
+                    if str(exc) != "no request line received" or self._skipped_empty_line:
+                        raise self._error(exc, b"HEAD" if head_request else None) from exc
+                    # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF)
+                    # before a request-line (as after a POST body from an old client). h11
+                    # consumed it; we ignore one per request, and refuse a second.
+                    self._skipped_empty_line = True
+                    return self.next_event()
                 if request is None:
                     if not buf and self._eof:
                         return CLOSED
@@ -244,14 +265,14 @@ class H11Parser:
             raise ParseError(400, "peer unexpectedly closed connection")
         return NEED_DATA
 
-    def _error(self, exc: h11.ProtocolError) -> ParseError:
+    def _error(self, exc: h11.ProtocolError, method: bytes | None = None) -> ParseError:
         status = exc.error_status_hint
         if status == 501 and "Transfer-Encoding" in str(exc):
             # h11 refuses every coding but chunked while parsing the head, dropping the
             # codings: we cannot tell "gzip, chunked" (501, a SHOULD) from "chunked, gzip"
             # (400, a MUST, RFC 9112 §6.3). 400 is right for the MUST.
             status = 400
-        return ParseError(status, str(exc))
+        return ParseError(status, str(exc), method)
 
     def end_without_content(self) -> None:
         self._done = True
@@ -269,6 +290,7 @@ class H11Parser:
     def next_cycle(self) -> None:
         self._reader = None
         self._done = False
+        self._skipped_empty_line = False
         if self._buffer is not None and not self._buffer:
             self._buffer = None  # nothing pipelined: let the buffer go (idle memory)
 

@@ -37,7 +37,9 @@ def _error_status(exc: Exception, data: bytes) -> int:
     # from one with a method it does not know: 400 is right for the first and safe for the
     # second (501 is what a server SHOULD send, RFC 9110 §9.1). A version llhttp refuses gets
     # 505 when the line is otherwise well-formed (as h11 + the strict layer answer), else 400.
-    if "version" in str(exc).lower() and _VERSIONED_LINE.match(data.lstrip(b"\r\n")):
+    # (Not llhttp's "Expected CRLF after version": a bare LF there is a malformed line, 400
+    # as RFC 9112 §2.2 says, while HTTP/1.1 itself is supported.)
+    if str(exc) == "Invalid HTTP version" and _VERSIONED_LINE.match(data.lstrip(b"\r\n")):
         return 505
     return 400
 
@@ -95,12 +97,15 @@ class HttptoolsParser:
             raise _Stop(414)
 
     def on_header(self, name: bytes, value: bytes | None) -> None:
-        field = (name.lower(), value or b"")
+        raw = value or b""
+        # RFC 9112 §5.1 / RFC 9110 §5.5: whitespace around a field value is not part of it;
+        # llhttp drops the leading whitespace but keeps the trailing (h11 drops both).
+        field = (name.lower(), raw.rstrip(b" \t"))
         if self._head_done:
             self._trailers.append(field)
             return
         self._headers.append(field)
-        self._size += len(name) + len(field[1]) + 4
+        self._size += len(name) + len(raw) + 4
         if self._size > self._max:
             raise _Stop(431)
 
@@ -146,14 +151,14 @@ class HttptoolsParser:
         self._data = data
         try:
             parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # An Upgrade (or CONNECT) request: llhttp stops at the end of its head, as what
-            # follows belongs to another protocol. We never switch protocols, so the request
-            # is answered like any other and the connection closes after it.
-            if self._in_message:
-                self._in_message = False
-                self._events.append(End([]))
-            self._fail(ParseError(400, "no protocol switch after an Upgrade request"))
+        except httptools.HttpParserUpgrade as exc:
+            # An Upgrade (or CONNECT) request: llhttp ends it at its head, leaving what follows
+            # to the new protocol. We never switch protocols (RFC 9110 §7.8 lets a server ignore
+            # Upgrade), so what follows is HTTP again: the next request. llhttp cannot read
+            # content after such a head, so a request that declares some is refused (501)
+            # rather than served without it.
+            self._data = b""
+            self._upgrade_ignored(data[exc.args[0] :])
             return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -172,6 +177,23 @@ class HttptoolsParser:
             if self._pending > self._max + len(data):
                 self._fail(ParseError(431, "request head too large"))
 
+    def _upgrade_ignored(self, rest: bytes) -> None:
+        if self._in_message:  # (llhttp completes the request itself; this is a guard)
+            self._in_message = False
+            self._events.append(End([]))
+        head_index = max(i for i, e in enumerate(self._events) if type(e) is Head)
+        head = self._events[head_index]
+        assert type(head) is Head
+        if any(
+            name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0"))
+            for name, value in head.headers
+        ):
+            del self._events[head_index:]
+            self._fail(ParseError(501, "content after an Upgrade request head", head.method))
+            return
+        if rest:
+            self.feed(rest)
+
     def _method(self) -> bytes | None:
         try:
             method: bytes = self._parser.get_method()  # type: ignore[union-attr]  # None: caught
@@ -183,6 +205,9 @@ class HttptoolsParser:
         # Requests parsed before the error are still served; the error comes after them.
         self._failed = True
         self._events.append(error)
+
+    def head_pending(self) -> bool:
+        return self._in_message and self._method() == b"HEAD"
 
     def buffered(self) -> int:
         return self._pending if self._in_message and not self._head_done else 0

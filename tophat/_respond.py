@@ -13,7 +13,7 @@ import time
 from email.utils import formatdate
 
 from . import _serialize
-from ._exchange import NO_CONTENT_STATUS, SERVER_MANAGED
+from ._exchange import NO_CONTENT_STATUS, RESET_CONTENT, SERVER_MANAGED
 from ._request import Request
 from ._writer import Response
 
@@ -94,6 +94,8 @@ def response_fields(
     chunked = False
     if status in NO_CONTENT_STATUS:
         pass
+    elif status == RESET_CONTENT:
+        headers.append(("content-length", "0"))  # whatever the body: none is sent
     elif response.length is not None:
         headers.append(("content-length", str(response.length)))
     elif request.version == "1.1":

@@ -22,6 +22,7 @@ cannot be trusted (RFC 9112 §11.2 on request smuggling).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ._opts import ServerOpts
@@ -65,13 +66,29 @@ _SINGLETONS = frozenset(
 # The fields the checks and the connection look at.
 _WATCHED = _SINGLETONS | {b"transfer-encoding", b"connection", b"expect"}
 
-# RFC 3986 §3.2: host = IP-literal / IPv4address / reg-name; port = *DIGIT.
+# RFC 3986 §3.2: host = IP-literal / IPv4address / reg-name; port = *DIGIT. A reg-name's "%"
+# starts a pct-encoded octet; an IPv6 literal's text is checked by _valid_host.
 _HOST = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
-    rb"|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+    rb"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
 )
 # RFC 9112 §3.2.2 absolute-form = absolute-URI; only http and https name this server's resources.
 _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
+
+
+def _valid_host(host: bytes) -> bool:
+    """RFC 9112 §3.2: a Host value (or an absolute-form authority) a server MUST accept."""
+    m = _HOST.fullmatch(host)
+    if m is None:
+        return False
+    ip6 = m.group("ip6")
+    if ip6 is None:
+        return True
+    try:
+        ipaddress.IPv6Address(ip6.decode("ascii"))  # (no zone id: "%" is not in the pattern)
+    except ValueError:
+        return False
+    return True
 
 
 # RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
@@ -187,7 +204,7 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
             return 400, "Asterisk-form is only for OPTIONS"
     else:
         m = _ABSOLUTE.fullmatch(target)
-        if m is None or not m.group(1) or _HOST.fullmatch(m.group(1)) is None:
+        if m is None or not m.group(1) or not _valid_host(m.group(1)):
             return 400, "Invalid request-target"
 
     if f.duplicate is not None:
@@ -225,7 +242,7 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
             return 400, "Missing Host header"
     elif f.hosts[0] not in _VALID_HOSTS:
         host = f.hosts[0]
-        if _HOST.fullmatch(host) is None:
+        if not _valid_host(host):
             return 400, "Invalid Host header"
         # A server sees a few Host values again and again: remember them (saves the regex).
         if len(_VALID_HOSTS) < 256 and len(host) <= 255:

@@ -58,6 +58,15 @@ def _norm_origin(origin: str) -> str:
     return origin.lower()
 
 
+def _allow(h: Headers, fields: list[tuple[str, str, str]]) -> None:
+    """Set ``fields`` (Headers triples, values checked at construction) on ``h``."""
+    if not h._items:  # no header yet (CORS is usually outermost): appended as they are
+        h._items.extend(fields)
+        return
+    for key, name, value in fields:
+        h._set_valid(key, name, value)
+
+
 def _tokens(values: Iterable[str], what: str) -> list[str]:
     out = []
     for v in values:
@@ -138,6 +147,10 @@ def cors(
         o: [(_ACAO, _ACAO, o), *((name, name, value) for name, value in simple_headers)]
         for o in origins
     }
+    # With "*", every actual response gets the same fields, Origin or not (Fetch, "CORS
+    # protocol and HTTP caches": then no Vary: Origin is needed, and a cached answer to a
+    # request without Origin still works for a page's fetch()).
+    wildcard_fields = [(_ACAO, _ACAO, "*"), *((n, n, v) for n, v in simple_headers)]
     methods_value = ", ".join(methods)
     max_age_value = None if max_age is None else str(max_age)
 
@@ -194,6 +207,8 @@ def cors(
                 # At send time, so an endpoint that sets its own Vary cannot drop ours.
                 w.before_send(_vary_origin)
             if origin is None:
+                if wildcard:
+                    _allow(w.response.headers, wildcard_fields)
                 return await endpoint(req, w)
             if req.method == "OPTIONS":  # only an OPTIONS can be a preflight: no other scan
                 method = req.headers.get("access-control-request-method")
@@ -203,10 +218,12 @@ def cors(
             fields = origin_fields.get(origin)
             if fields is not None and not h._items:  # no header yet (CORS is usually outermost)
                 h._items.extend(fields)
+            elif wildcard:
+                _allow(h, wildcard_fields)
             elif origin_allowed(origin):
                 # Values checked at construction, or the request's own Origin (checked by the
                 # parser and the strict layer): no validation again per request.
-                h._set_valid(_ACAO, _ACAO, allow_origin_value(origin))
+                h._set_valid(_ACAO, _ACAO, origin)
                 for name, value in simple_headers:
                     h._set_valid(name, name, value)
             return await endpoint(req, w)
