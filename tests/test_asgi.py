@@ -1051,8 +1051,9 @@ async def test_a_disconnect_while_streaming_surfaces_at_the_next_send() -> None:
     assert peer.sent[-1]["more_body"] is True  # never finished: nobody is listening
 
 
-async def test_the_watcher_reads_at_most_one_piece_ahead() -> None:
-    """A handler streaming its body back keeps the backpressure: no buffering of the body."""
+async def test_the_watcher_reads_ahead_at_most_max_drain_size() -> None:
+    """A handler streaming its body back keeps the backpressure: the watcher reads ahead of it
+    (to see a disconnect behind the body) only up to max_drain_size bytes."""
     peer = Peer(*[bytes([65 + i]) * 100 for i in range(10)])
     receives_at_send: list[int] = []
     send = peer.send
@@ -1068,12 +1069,14 @@ async def test_the_watcher_reads_at_most_one_piece_ahead() -> None:
         w.set_body(req.stream())
         return await w.send()
 
-    sent = await call(to_asgi(echo), http_scope("POST"), peer)
+    sent = await call(to_asgi(echo, opts=ServerOpts(max_drain_size=250)), http_scope("POST"), peer)
     assert b"".join(m["body"] for m in sent[1:]) == b"".join(
         bytes([65 + i]) * 100 for i in range(10)
     )
     for i, receives in enumerate(receives_at_send):
-        assert receives <= i + 2, receives_at_send  # piece i, plus at most one read ahead
+        # piece i, plus at most 3 read ahead (reading stops once 250 bytes or more wait)
+        assert receives <= i + 4, receives_at_send
+    assert max(r - i for i, r in enumerate(receives_at_send)) > 2  # it did read ahead
 
 
 async def test_a_send_that_raises_oserror_surfaces_to_the_handler(

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
-from urllib.parse import quote
+from urllib.parse import quote, quote_from_bytes, unquote
 
 from ._exchange import EMPTY_STATUS as _EMPTY_STATUS
 from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
@@ -138,6 +138,8 @@ class _Exchange:
                     self._ahead.append(piece)
             elif kind == "http.disconnect":
                 self.disconnected = True
+            else:  # ASGI: "If an application receives an invalid event ..., it should raise"
+                raise RuntimeError(f"unexpected ASGI message from receive(): {kind!r}")
         finally:
             self._pulling = None
             done.set()
@@ -145,12 +147,15 @@ class _Exchange:
     async def _watch(self) -> None:
         """Listen for ``http.disconnect`` while a streamed response is sent.
 
-        Reads ahead of the handler by at most one body piece, so a handler streaming its
-        request body back keeps its backpressure.
+        The disconnect comes after the request body, so the body is read ahead of the
+        handler: up to ``max_drain_size`` bytes (at least one piece), which keeps memory bounded
+        and a handler streaming its request body back its backpressure, and lets a handler
+        that never reads a small body still see the client go.
         """
+        limit = self.app.opts.max_drain_size
         try:
             while not (self.disconnected or self._too_large):
-                if self._ahead:
+                if self._ahead and sum(map(len, self._ahead)) >= limit:
                     self._taken = taken = _new_event(self._asyncio)
                     await taken.wait()
                 else:
@@ -328,15 +333,10 @@ class _Exchange:
 def _request(scope: Scope, body: _Exchange) -> Request:
     """The Request for an ``http`` scope: target from raw_path (the server's root_path moved
     to ``req.root_path``, as a mounting router does), headers decoded as Latin-1."""
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else quote(scope["path"], safe=_PATH_SAFE)
+    path = _target_path(scope["path"], scope.get("raw_path"))
     root_path = scope.get("root_path", "") or ""
     if root_path:
-        # uvicorn puts the root_path in front of path and raw_path, hypercorn does not.
-        encoded_root = quote(root_path, safe=_PATH_SAFE)
-        rest = path[len(encoded_root) :]
-        if path.startswith(encoded_root) and rest[:1] in ("", "/"):
-            path = rest or "/"
+        path = _without_root(path, root_path)
     query = scope.get("query_string", b"")
     target = path + "?" + query.decode("latin-1") if query else path
     headers = Headers._trusted(
@@ -355,6 +355,29 @@ def _request(scope: Scope, body: _Exchange) -> Request:
     )
     request.root_path = root_path
     return request
+
+
+def _target_path(path: str, raw: bytes | None) -> str:
+    """The request-target's path, percent-encoded: raw_path as the client sent it (so an
+    encoded "/" stays part of its segment), its non-ASCII bytes escaped (ASGI: raw UTF-8 may
+    be there); ``path`` instead when there is no raw_path, or when it does not decode to
+    ``path`` (a middleware rewrote ``path``: the spec makes ``path`` the one to follow)."""
+    if raw:
+        encoded = quote_from_bytes(raw, safe=_PATH_SAFE + "%")
+        if unquote(encoded) == path:  # (as servers decode: UTF-8, errors replaced)
+            return encoded
+    return quote(path, safe=_PATH_SAFE)
+
+
+def _without_root(path: str, root_path: str) -> str:
+    """``path`` (percent-encoded) without the prefix that decodes to ``root_path`` (ASGI:
+    root_path is a prefix of the decoded path, whatever encoding the client used; uvicorn puts
+    it in front of path and raw_path, hypercorn does not)."""
+    ends = [i for i, c in enumerate(path) if c == "/"] + [len(path)]
+    for end in ends[1:]:
+        if unquote(path[:end]) == root_path:
+            return path[end:] or "/"
+    return path
 
 
 def _peer(request: Request) -> str:
