@@ -103,8 +103,12 @@ class ClientConnection:
                 "(await resp.body()) or close it (await resp.aclose()) first"
             )
         h = _request_headers(method, headers, body, host or self._host)
+        try:  # (the caller's input, checked before anything is sent)
+            request = h11.Request(method=method, target=target, headers=h.items())
+        except (h11.LocalProtocolError, UnicodeError) as exc:
+            raise ClientError(f"invalid request: {exc}") from exc
         try:
-            head = self._out(h11.Request(method=method, target=target, headers=h.items()))
+            head = self._out(request)
             if isinstance(body, bytes | bytearray | memoryview):
                 # One write for head and body: no extra packet, no Nagle/delayed-ACK stall.
                 data = head + (self._out(h11.Data(data=bytes(body))) if body else b"")
@@ -198,14 +202,17 @@ class ClientConnection:
         conn = self._h11
         # A body delimited by the close (RFC 9112 §6.3, rule 8) ends DONE/DONE in h11 too:
         # the end of input seen is what says the connection is over.
-        if (
-            conn.our_state is h11.DONE
-            and conn.their_state is h11.DONE
-            and not conn.trailing_data[1]
-        ):
+        rest, closed = conn.trailing_data
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not closed and not rest:
             conn.start_next_cycle()
         elif self._closed_why is None:
-            self._closed_why = "the last response ended the connection (Connection: close)"
+            # RFC 9112 §6.3: bytes after a complete response MUST NOT be taken as the next
+            # response (cache poisoning): such a connection is not used again.
+            self._closed_why = (
+                "the server sent more than its response"
+                if rest
+                else "the last response ended the connection (Connection: close)"
+            )
 
     async def _fail(self, exc: BaseException) -> None:
         self._active = None
@@ -229,6 +236,9 @@ def _request_headers(
         if host is None:
             raise ClientError("no Host: pass host= to ClientConnection or request(), or a header")
         h.add("Host", host)
+    if "content-length" in h and "transfer-encoding" in h:
+        # RFC 9112 §6.2: a sender MUST NOT send both (the request-smuggling shape, §11.2).
+        raise ClientError("Content-Length and Transfer-Encoding given together; give one")
     framed = "content-length" in h or "transfer-encoding" in h
     if isinstance(body, bytes | bytearray | memoryview):
         if not framed and (body or method in _CONTENT_METHODS):

@@ -218,13 +218,15 @@ class Client:
         await self.aclose()
 
     def _resolve(self, url: str) -> tuple[_Origin, str]:
-        if url.startswith(("http://", "https://")):
+        if url[:8].lower().startswith(("http://", "https://")):  # schemes ignore case
             origin = _Origin.parse(url)
             parts = urlsplit(url)
             return origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if self._base is None:
             raise ValueError(f"{url!r} is not an absolute URL and the client has no base_url")
-        # A path without its leading "/" is still under the base path, not glued to its end.
+        # A path without its leading "/" is still under the base path, not glued to its end;
+        # a fragment is never sent (RFC 9112 §3.2.1: path and query only).
+        url = url.partition("#")[0]
         return self._base, self._base.prefix + (url if url.startswith("/") else "/" + url)
 
     async def _send(
