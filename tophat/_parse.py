@@ -214,7 +214,7 @@ class H11Parser:
                 before = len(buf)
                 # (h11 consumes the head's lines before it may refuse them: whether it is a HEAD
                 # request, whose refusal carries no content, is read first.)
-                head_request = buf._data.startswith(b"HEAD ")
+                head_request = self.head_pending()
                 try:
                     request = maybe_read_from_IDLE_client(buf)
                 except h11.ProtocolError as exc:

@@ -143,14 +143,12 @@ def cors(
     # request from it gets, as Headers triples (lower-case name, name, value): on a response
     # with no header yet they are appended as they are, with no origin check, no triple built
     # and no scan for an existing value. Only configured origins are keys: bounded.
-    origin_fields = {
-        o: [(_ACAO, _ACAO, o), *((name, name, value) for name, value in simple_headers)]
-        for o in origins
-    }
+    simple_fields = [(name, name, value) for name, value in simple_headers]
+    origin_fields = {o: [(_ACAO, _ACAO, o), *simple_fields] for o in origins}
     # With "*", every actual response gets the same fields, Origin or not (Fetch, "CORS
     # protocol and HTTP caches": then no Vary: Origin is needed, and a cached answer to a
     # request without Origin still works for a page's fetch()).
-    wildcard_fields = [(_ACAO, _ACAO, "*"), *((n, n, v) for n, v in simple_headers)]
+    wildcard_fields = [(_ACAO, _ACAO, "*"), *simple_fields]
     methods_value = ", ".join(methods)
     max_age_value = None if max_age is None else str(max_age)
 
@@ -214,18 +212,15 @@ def cors(
                 method = req.headers.get("access-control-request-method")
                 if method is not None:
                     return await preflight(req, w, origin, method)
-            h: Headers = w.response.headers
             fields = origin_fields.get(origin)
-            if fields is not None and not h._items:  # no header yet (CORS is usually outermost)
-                h._items.extend(fields)
-            elif wildcard:
-                _allow(h, wildcard_fields)
-            elif origin_allowed(origin):
-                # Values checked at construction, or the request's own Origin (checked by the
-                # parser and the strict layer): no validation again per request.
-                h._set_valid(_ACAO, _ACAO, origin)
-                for name, value in simple_headers:
-                    h._set_valid(name, name, value)
+            if fields is None:
+                if wildcard:
+                    fields = wildcard_fields
+                elif origin_allowed(origin):  # (a regex or predicate, or another letter case)
+                    # The request's own Origin was checked by the parser and the strict layer.
+                    fields = [(_ACAO, _ACAO, origin), *simple_fields]
+            if fields is not None:
+                _allow(w.response.headers, fields)
             return await endpoint(req, w)
 
         return cors_endpoint
