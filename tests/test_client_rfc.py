@@ -387,3 +387,55 @@ async def test_an_absolute_url_with_an_upper_case_scheme_is_absolute() -> None:
         async with Client("http://127.0.0.1:9/api", timeout=BOUND) as c:
             await c.get(f"HTTP://{HOST}:{server.port}/other")
     assert heads[0].split(b"\r\n", 1)[0] == b"GET /other HTTP/1.1"
+
+
+# -- issue 11: a bound on interim (1xx) responses --------------------------------------------
+
+PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
+
+
+async def test_up_to_32_interim_responses_are_skipped() -> None:
+    # RFC 9110 §15.2: a client MUST parse one or more 1xx responses before the final one; 32
+    # is far more than any real server sends (a 100 and a few 103s).
+    resp, body = await answer(PROCESSING * 32 + EMPTY_OK, eof=False)
+    assert (resp.status, resp.informational, body) == (200, [102] * 32, b"")
+
+
+async def test_a_33rd_interim_response_is_a_protocol_error_and_the_connection_is_dropped() -> None:
+    client, server = memory_stream_pair()
+    conn = ClientConnection(client, host="t")
+    await server.send_all(PROCESSING * 33 + EMPTY_OK)
+    with anyio.fail_after(BOUND), pytest.raises(ClientProtocolError, match="33 interim"):
+        await conn.request("GET", "/")
+    assert not conn.reusable
+    with pytest.raises(ClientError, match="cannot be reused"):
+        await conn.request("GET", "/")
+
+
+def endless_processing(conn: socket.socket, stop: threading.Event) -> None:
+    """Read one request head, then answer ``102 Processing`` until the client leaves (each
+    write bounded: at most 10 000 of them, and never past the end of the test)."""
+    conn.settimeout(BOUND)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return
+        data += piece
+    conn.settimeout(0.05)
+    for _ in range(10_000):
+        if stop.is_set():
+            return
+        try:
+            conn.sendall(PROCESSING)
+        except (TimeoutError, OSError):
+            return
+
+
+async def test_a_server_sending_102_processing_forever_is_refused_on_a_socket() -> None:
+    # Before the bound, each 102 reset the read timeout and was appended to a list: the client
+    # read forever and its memory grew. Now it gives up after the 32nd.
+    with RawServer(endless_processing) as server:
+        async with Client(f"http://{HOST}:{server.port}", timeout=BOUND) as c:
+            with anyio.fail_after(BOUND), pytest.raises(ClientProtocolError, match="interim"):
+                await c.get("/")

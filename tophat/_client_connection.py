@@ -24,6 +24,11 @@ _READ_SIZE = 64 * 1024
 # enclosed content (even 0), and SHOULD NOT send it when there is no content and the method does
 # not define one.
 _CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# RFC 9110 §15.2: a client MUST be able to parse one or more 1xx responses before the final
+# one, but the RFC sets no upper bound, and each 1xx resets the read timeout: a server sending
+# "102 Processing" forever would keep the client reading (and its list of codes growing) for
+# ever. Real servers send a 100 and a few 103s; past this many the response is refused.
+MAX_INFORMATIONAL = 32
 
 
 # -- the HTTP core: h11 over a Stream, no runtime ----------------------------------------------
@@ -79,7 +84,8 @@ class ClientConnection:
         body: Body = b"",
         host: str | None = None,
     ) -> ClientResponse:
-        """Send a request; return the response once its head arrived (1xx responses skipped).
+        """Send a request; return the response once its head arrived (1xx responses skipped,
+        at most :data:`MAX_INFORMATIONAL` of them).
 
         A bytes body is sent with ``Content-Length``; an async iterable of bytes is sent with
         ``Transfer-Encoding: chunked`` unless ``headers`` declare a ``Content-Length``. With
@@ -89,7 +95,8 @@ class ClientConnection:
         Raises:
             ClientConnectionError: the connection is closed or broke, or the server closed it
                 without answering.
-            ClientProtocolError: the response is malformed.
+            ClientProtocolError: the response is malformed, or more than
+                :data:`MAX_INFORMATIONAL` interim (1xx) responses came before it.
             ClientTimeout: from the stream.
             ClientError: the previous response is not finished, or the request is invalid.
         """
@@ -123,6 +130,11 @@ class ClientConnection:
             while True:
                 event = await self._next_event(head=True)
                 if isinstance(event, h11.InformationalResponse):
+                    if len(informational) == MAX_INFORMATIONAL:
+                        raise ClientProtocolError(
+                            f"{MAX_INFORMATIONAL + 1} interim (1xx) responses before a final "
+                            f"one; at most {MAX_INFORMATIONAL} are accepted"
+                        )
                     informational.append(event.status_code)  # e.g. 100 Continue: skipped
                 elif isinstance(event, h11.Response):
                     break
