@@ -3,20 +3,31 @@
 This is the blocking entry point (the CLI calls it). To serve inside a loop you already run,
 use the runtime's coroutine: ``tophat.serve_asyncio`` (asyncio or uvloop) or
 ``tophat.serve_trio``.
+
+Also here, because every runtime shares them: the descriptor limit ``serve`` raises at
+start-up, and ``AcceptFailures``, how a listening server reacts when accept() fails for lack of
+descriptors or memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import logging
 import socket
+import sys
+import time
+from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any, Literal
 
 from ._connection import Endpoint
 from ._opts import ServerOpts
 
-__all__ = ["Runtime", "serve", "serve_trio"]
+__all__ = ["AcceptFailures", "Runtime", "raise_fd_limit", "serve", "serve_trio"]
+
+log = logging.getLogger("tophat.server")
 
 Runtime = Literal["asyncio", "uvloop", "trio"]
 RUNTIMES: tuple[Runtime, ...] = ("asyncio", "uvloop", "trio")
@@ -120,9 +131,135 @@ def serve(
     check_runtime(runtime)
     if workers < 1:
         raise ValueError("workers must be >= 1")
+    # Before forking: workers inherit the limit (it is per process, as is max_connections).
+    raise_fd_limit((opts or ServerOpts()).max_connections)
     if workers == 1:
         run_one(endpoint, host, port, opts=opts, runtime=runtime, ssl=ssl, uds=uds, sock=sock)
         return
     from ._workers import supervise
 
     supervise(endpoint, host, port, opts=opts, runtime=runtime, workers=workers, ssl=ssl, uds=uds)
+
+
+# -- descriptors -----------------------------------------------------------------------------
+
+#: Descriptors a server process needs beside one per connection: listening sockets, the event
+#: loop's selector and wake-up pipe, standard streams, log files, connections being refused
+#: past the limit. (Descriptors the endpoint opens, files it serves or a database pool, come on
+#: top.)
+FD_HEADROOM = 64
+# Never raise the soft limit above this (Linux's default fs.nr_open), whatever the hard limit:
+# some hard limits are ~2**30, and a child process that closes every possible descriptor
+# before it runs (many do) would then take seconds.
+_FD_SOFT_CAP = 1 << 20
+
+
+def raise_fd_limit(max_connections: int | None) -> int | None:
+    """Raise the soft RLIMIT_NOFILE toward the hard one; warn when the connections won't fit.
+
+    The usual soft limit (1024 under systemd, 256 on macOS) is kept low for programs that use
+    select(); tophat's runtimes use epoll/kqueue, so ``serve`` lifts it (up to the hard limit,
+    which only an administrator can raise) rather than run out of descriptors under load. Where
+    the result cannot hold ``max_connections`` plus ``FD_HEADROOM``, one warning says so at
+    start-up, instead of accept() failing later.
+
+    Returns:
+        The soft limit now, or ``None`` where there is no such limit (Windows).
+    """
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    nofile = resource.RLIMIT_NOFILE
+    soft, hard = resource.getrlimit(nofile)
+    needed = None if max_connections is None else max_connections + FD_HEADROOM
+    cap = max(_FD_SOFT_CAP, needed or 0)
+    target = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        # macOS refuses more than kern.maxfilesperproc even with an unlimited hard limit:
+        # then ask for what the connections need only.
+        for wanted in (target, needed):
+            if wanted is None or wanted <= soft:
+                continue
+            try:
+                resource.setrlimit(nofile, (wanted, hard))
+            except (OSError, ValueError):
+                continue
+            log.debug("raised the descriptor limit (RLIMIT_NOFILE) from %d to %d", soft, wanted)
+            soft = wanted
+            break
+    if needed is not None and soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "the descriptor limit (RLIMIT_NOFILE: %d, hard limit %s) is below what "
+            "max_connections=%d needs (%d, with %d for the server itself): connections past it "
+            "wait unaccepted. Raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower "
+            "max_connections",
+            soft,
+            "unlimited" if hard == resource.RLIM_INFINITY else hard,
+            max_connections,
+            needed,
+            FD_HEADROOM,
+        )
+    return int(soft)
+
+
+#: accept() errors that mean the process or system is out of something (descriptors, buffers,
+#: memory) right now: pause accepting, retry, never crash.
+OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+#: accept() errors about one connection that failed before we took it (Linux accept(2): "treat
+#: them like EAGAIN by retrying"); the next one in the queue is fine.
+ACCEPT_IGNORED = frozenset(
+    getattr(errno, name)
+    for name in (
+        *("EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET"),
+        *("EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ECONNRESET", "ETIMEDOUT"),
+        *("ESOCKTNOSUPPORT", "EPROTONOSUPPORT"),
+    )
+    if hasattr(errno, name)
+)
+
+
+class AcceptFailures:
+    """accept() failing for lack of resources: how long to pause, and a log that stays small.
+
+    A listening server that runs out of descriptors gets the same error on every accept() until
+    a connection closes; the kernel keeps queueing connections meanwhile. The runtime stops
+    accepting for ``PAUSE`` seconds after each failure and reports it here: the first failure
+    logs one warning, then at most one per ``INTERVAL`` counting the failures since (CPython's
+    own accept loop logged a traceback per try: 490 137 lines in 10 s under
+    ``prlimit --nofile=600``).
+    """
+
+    PAUSE = 0.1
+    INTERVAL = 10.0
+
+    __slots__ = ("_clock", "_failed", "_next_report")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failed = 0  # since the last warning
+        self._next_report = float("-inf")
+
+    def failed(self, exc: OSError) -> None:
+        """Count one failed accept(); log if the last warning is ``INTERVAL`` old."""
+        self._failed += 1
+        now = self._clock()
+        if now < self._next_report:
+            return
+        log.warning(
+            "cannot accept connections (%s): retrying every %.1f s, %d failure(s) since the "
+            "last warning%s",
+            exc,
+            self.PAUSE,
+            self._failed,
+            _ACCEPT_ADVICE.get(exc.errno, ""),
+        )
+        self._failed = 0
+        self._next_report = now + self.INTERVAL
+
+
+_ACCEPT_ADVICE: dict[int | None, str] = {
+    errno.EMFILE: "; raise the descriptor limit (ulimit -n) or lower max_connections",
+    errno.ENFILE: "; the system's file table is full (sysctl fs.file-max)",
+}
