@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -621,3 +622,198 @@ async def test_identity_example_login_takes_the_user_from_the_body_too() -> None
     [(name, value, _)] = set_cookies(login, "tophat-auth")
     hello = await client.get("/hello", headers={"cookie": f"{name}={value}"})
     assert hello.text == "hello, grace"
+
+
+# -- issue 11: cookie tossing, prefixed default name, key entropy, user names ------------------
+
+
+@pytest.mark.parametrize(
+    "cookie_headers",
+    [
+        ["auth={A}; auth={M}"],
+        ["auth={M}; auth={A}"],
+        ["auth={A}", "auth={M}"],
+        ["theme=dark; auth={M}", "lang=en; auth={A}; auth=junk"],
+    ],
+    ids=["tossed-second", "tossed-first", "two-headers", "among-others"],
+)
+async def test_two_valid_identity_cookies_for_different_users_are_anonymous(
+    cookie_headers: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Cookie tossing: a sibling subdomain (or a plain-http page of the same host) can set a
+    # cookie with our name, Domain=the parent and a longer Path, so the browser sends it first.
+    # Taking the first valid one logged the victim in as the attacker.
+    site = Site(identity(NEW))
+    ada, mallory = await site.cookie_value("ada"), await site.cookie_value("mallory")
+    headers = [h.replace("{A}", ada).replace("{M}", mallory) for h in cookie_headers]
+    with caplog.at_level(logging.DEBUG, logger="tophat.identity"):
+        resp = await site.who_with(*headers)
+    assert (resp.status, resp.text) == (200, "anonymous")
+    infos = [r for r in caplog.records if r.name == "tophat.identity" and r.levelno == logging.INFO]
+    assert len(infos) == 1 and "ambiguous" in infos[0].getMessage()
+    assert "ada" not in infos[0].getMessage() and "mallory" not in infos[0].getMessage()
+    private = await site.client.get("/private", headers=[("cookie", h) for h in headers])
+    assert private.status == 401 and site.private_calls == 0
+
+
+async def test_two_valid_identity_cookies_for_the_same_user_are_that_user() -> None:
+    # Not ambiguous: an attacker cannot mint the victim's cookie (a partitioned and an
+    # unpartitioned copy, or a refreshed one beside the old, name the same user).
+    site = Site(identity(NEW))
+    first = await site.cookie_value("ada")
+    with signing_clock(seconds_ago=30):
+        second = await site.cookie_value("ada")
+    assert first != second
+    assert (await site.who_with(f"auth={first}; auth={second}")).text == "ada"
+
+
+async def test_more_than_eight_cookies_with_the_identity_name_are_anonymous_unverified() -> None:
+    # A browser sends a handful of same-name cookies at most (paths, domains, partitions);
+    # dozens are an attack, and each would cost a signature check.
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    eight = "; ".join(["auth=junk"] * 7 + [f"auth={value}"])
+    nine = "; ".join(["auth=junk"] * 8 + [f"auth={value}"])
+    assert (await site.who_with(eight)).text == "ada"
+    assert (await site.who_with(nine)).text == "anonymous"
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({}, "__Host-tophat-auth"),
+        ({"same_site": "none", "partitioned": True}, "__Host-tophat-auth"),
+        ({"path": "/app"}, "__Secure-tophat-auth"),
+        ({"domain": "example.com"}, "__Secure-tophat-auth"),
+        ({"secure": False}, "tophat-auth"),
+    ],
+    ids=["defaults", "cross-site", "path", "domain", "insecure"],
+)
+async def test_default_cookie_name_takes_the_strongest_prefix_the_attributes_allow(
+    options: dict[str, object], name: str
+) -> None:
+    # RFC 6265bis §4.1.3: a __Host- cookie must be Secure, Path=/ and have no Domain, so no
+    # sibling subdomain nor plain-http page can set (toss) one; __Secure- needs only Secure.
+    ident = Identity(NEW, **options)  # type: ignore[arg-type]
+    assert ident.cookie_name == name
+    site = Site(ident)
+    [(_, value, attrs)] = set_cookies(await site.client.post("/login"), name)
+    assert ("secure" in attrs) == options.get("secure", True)
+    if name.startswith("__Host-"):
+        assert attrs["path"] == "/" and "domain" not in attrs
+    assert (await site.who_with(f"{name}={value}")).text == "ada"
+    assert (await site.who_with(f"tophat-auth={value}")).text == (
+        "ada" if name == "tophat-auth" else "anonymous"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("__Host-auth", {"secure": False}),
+        ("__Host-auth", {"path": "/app"}),
+        ("__Host-auth", {"domain": "example.com"}),
+        ("__host-auth", {"secure": False}),
+        ("__Secure-auth", {"secure": False}),
+        ("__SECURE-auth", {"secure": False}),
+    ],
+    ids=["host-insecure", "host-path", "host-domain", "host-lower", "secure-insecure", "upper"],
+)
+def test_a_prefixed_name_with_attributes_that_forbid_it_is_refused_at_construction(
+    name: str, options: dict[str, object]
+) -> None:
+    # Browsers match the prefixes case-insensitively and drop such a cookie silently: the
+    # login would never stick. Say so when the app is built.
+    with pytest.raises(ValueError, match="prefix"):
+        Identity(NEW, cookie_name=name, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("__Host-auth", {}),
+        ("__Secure-auth", {"path": "/app", "domain": "example.com"}),
+        ("plain", {"secure": False}),
+    ],
+)
+def test_a_prefixed_name_with_allowing_attributes_is_accepted(
+    name: str, options: dict[str, object]
+) -> None:
+    assert Identity(NEW, cookie_name=name, **options).cookie_name == name  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "12345678" * 4,
+        "qwertyuiopasdfghjklzxcvbnm123456",
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef",
+        "0123456789abcdef0123456789abcdef",
+        "zyxwvutsrqponmlkjihgfedcba987654",
+        "!@#$%^&*()!@#$%^&*()!@#$%^&*()!@",
+        "aaaaaaaabbbbbbbbccccccccdddddddd",
+        "acegikmoqsuwy13579bdfhjlnprtvxz0",
+        "my-secret-key-my-secret-key-1234",
+        bytes(range(32)),
+        bytes(range(64, 0, -2)),
+    ],
+)
+def test_predictable_keys_are_refused_at_construction_with_how_to_make_one(
+    key: str | bytes,
+) -> None:
+    with pytest.raises(ValueError, match="predictable") as info:
+        Identity(key)
+    assert "secrets.token_urlsafe(32)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: secrets.token_urlsafe(32),
+        lambda: secrets.token_hex(32),
+        lambda: secrets.token_bytes(32),
+        lambda: secrets.token_urlsafe(48),
+    ],
+    ids=["token_urlsafe-32", "token_hex-32", "token_bytes-32", "token_urlsafe-48"],
+)
+def test_keys_from_the_secrets_module_are_always_accepted(make: Callable[[], str]) -> None:
+    for _ in range(300):
+        Identity(make())
+
+
+@pytest.mark.parametrize("key", [NEW, OLD, OLDEST, "q8Zr1vN3xT6pL0wK4mB7yH2cF9dS5gJaUe3Wn7Ro"])
+def test_random_looking_hand_written_keys_are_accepted(key: str) -> None:
+    Identity(key)
+
+
+@pytest.mark.parametrize("attribute", ["path", "domain"])
+def test_a_cookie_attribute_over_1024_bytes_is_refused_at_construction(attribute: str) -> None:
+    # RFC 6265bis §5.6: a user agent ignores an attribute value longer than 1024 octets, so
+    # the cookie would land on another path or domain than forget() removes.
+    value = "/" + "a" * 1024 if attribute == "path" else "a" * 1021 + ".com"
+    with pytest.raises(ValueError, match="1024"):
+        Identity(NEW, **{attribute: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("user", "status"),
+    [
+        ("a" * 64, 200),
+        ("".join(random.Random(3).choices(string.ascii_letters, k=65)), 422),
+        ("".join(random.Random(5).choices(string.ascii_letters, k=7000)), 422),
+        ("ada\x00lovelace", 422),
+        ("ada\x1b[31m", 422),
+        ("é" * 64, 200),
+    ],
+    ids=["64", "65", "7000", "nul", "escape", "64-non-ascii"],
+)
+async def test_identity_example_validates_the_user_name(user: str, status: int) -> None:
+    client = TestClient(identity_example.app)
+    resp = await client.post("/login", body=user.encode())
+    assert resp.status == status, resp.text
+    cookies = set_cookies(resp, identity_example.identity.cookie_name)
+    if status == 200:
+        assert resp.text == f"logged in as {user}" and len(cookies) == 1
+    else:
+        assert cookies == [] and "64" in resp.text and "Traceback" not in resp.text
