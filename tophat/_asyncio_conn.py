@@ -46,6 +46,7 @@ class _Conn(asyncio.BufferedProtocol):
         "_buffered",
         "_drain",
         "_eof",
+        "_grace_timer",
         "_head_deadline",
         "_lingering",
         "_loop",
@@ -62,6 +63,7 @@ class _Conn(asyncio.BufferedProtocol):
         "_waiter",
         "_write_deadline",
         "_write_paused",
+        "connection",
         "task",
     )
 
@@ -86,6 +88,8 @@ class _Conn(asyncio.BufferedProtocol):
         self._read_deadline: float | None = None
         self._read_phase: Phase = "idle"
         self._write_deadline: float | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None  # cancels a departed client's task
+        self.connection: Connection | None = None
         self.task: asyncio.Task[None] | None = None
 
     # -- protocol callbacks -------------------------------------------------------------------
@@ -107,17 +111,16 @@ class _Conn(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
-        self.task = self._loop.create_task(
-            Connection(
-                self,
-                server.endpoint,
-                self._opts,
-                client=socket_address(peer),
-                server=server.local_address(local),
-                scheme="https" if transport.get_extra_info("sslcontext") else "http",
-                stopping=server.stopping,
-            ).serve()
+        self.connection = connection = Connection(
+            self,
+            server.endpoint,
+            self._opts,
+            client=socket_address(peer),
+            server=server.local_address(local),
+            scheme="https" if transport.get_extra_info("sslcontext") else "http",
+            stopping=server.stopping,
         )
+        self.task = self._loop.create_task(connection.serve())
         # (An empty context rather than a copy of the current one: ~64 bytes less per
         # connection; the callback needs no context variables.)
         self.task.add_done_callback(self._task_done, context=_NO_CONTEXT)
@@ -125,6 +128,10 @@ class _Conn(asyncio.BufferedProtocol):
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._stop_timer()
         self._server._conns.discard(self)
+        self._server._gone.discard(self)
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
         if self._transport is not None and not self._transport.is_closing() and not self._lingering:
@@ -163,6 +170,10 @@ class _Conn(asyncio.BufferedProtocol):
             return False
         self._eof = True
         self._wake()
+        if not self._buffer:
+            # The client sent its last byte and no request after the one being handled: it
+            # left (a client that pipelined requests before half-closing gets its answers).
+            self._peer_left()
         # Keep our side open: the client may be waiting for the response. (TLS cannot be
         # half-closed, and asyncio warns when asked to.)
         return not self._server.tls
@@ -174,6 +185,34 @@ class _Conn(asyncio.BufferedProtocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_exception(StreamClosed("connection lost"))
+        self._peer_left()
+
+    def _peer_left(self) -> None:
+        """The client closed or reset the connection: if a request is being handled, tell its
+        endpoint (``req.disconnected``), free the connection's place at once, and cancel the
+        endpoint if it still runs ``disconnect_grace`` seconds later."""
+        connection = self.connection
+        if connection is None or connection.gone or not connection.peer_gone():
+            return
+        server = self._server
+        server._conns.discard(self)  # (its task is still waited for at shutdown)
+        server._gone.add(self)
+        grace = self._opts.disconnect_grace
+        task = self.task
+        if grace is not None and task is not None and not task.done():
+            self._grace_timer = self._loop.call_later(grace, self._cancel_departed)
+
+    def _cancel_departed(self) -> None:
+        self._grace_timer = None
+        task = self.task
+        if task is not None and not task.done():
+            client = self.connection.client if self.connection is not None else None
+            log.info(
+                "cancelling the endpoint of %s: the client left %.1f s ago",
+                f"{client[0]}:{client[1]}" if client else "a client",
+                self._opts.disconnect_grace,
+            )
+            task.cancel()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -190,6 +229,9 @@ class _Conn(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     # -- the Stream that accept() uses --------------------------------------------------------
+
+    def new_event(self) -> asyncio.Event:
+        return asyncio.Event()
 
     def set_phase(self, phase: Phase) -> None:
         if phase == "head" and self._phase != "head":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from . import _serialize
@@ -49,6 +50,41 @@ class _Nowait(Protocol):
     def send_nowait(self, *pieces: bytes) -> bool: ...
 
 
+class _Event(Protocol):
+    def set(self) -> None: ...
+    async def wait(self) -> object: ...
+
+
+class _Disconnected:
+    """``req.disconnected``: set once the client closed or reset the connection while a request
+    was handled. One per connection (a connection whose client left serves no more requests);
+    the runtime's event behind ``wait()`` is made only when someone waits."""
+
+    __slots__ = ("_event", "_is_set", "_new_event")
+
+    def __init__(self, new_event: Callable[[], _Event] | None) -> None:
+        self._new_event = new_event
+        self._event: _Event | None = None
+        self._is_set = False
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    async def wait(self) -> None:
+        if self._is_set:
+            return
+        if self._event is None:
+            if self._new_event is None:
+                raise RuntimeError("this connection's stream cannot report a disconnect")
+            self._event = self._new_event()
+        await self._event.wait()
+
+    def set(self) -> None:
+        self._is_set = True
+        if self._event is not None:
+            self._event.set()
+
+
 class _Body:
     """The body of one request, read lazily from its connection."""
 
@@ -81,7 +117,9 @@ class Connection:
 
     __slots__ = (
         "_body",
+        "_disconnected",
         "_expect_continue",
+        "_gone",
         "_keep_alive",
         "_must_close",
         "_nowait_stream",
@@ -125,6 +163,8 @@ class Connection:
         self._request: Request | None = None
         self._response_started = False
         self._must_close = False
+        self._gone = False  # the client closed or reset the connection (see peer_gone)
+        self._disconnected: _Disconnected | None = None  # made at the first request
         # Whether the client allows another request after this one: an HTTP/1.1 request
         # without "Connection: close". We never keep HTTP/1.0 connections (RFC 9112 §9.3:
         # persistence for 1.0 is an old, optional extension), as h11 does not.
@@ -157,6 +197,8 @@ class Connection:
         if type(event) is End:
             self._expect_continue = False
             body.finished = True
+            if self._phased_stream is not None:
+                self._phased_stream.set_phase("handler")  # no more reads in this exchange
             body.trailers = Headers._from_wire(event.trailers) if event.trailers else None
             return None
         if event is NEED_DATA:
@@ -326,7 +368,23 @@ class Connection:
 
     @property
     def gone(self) -> bool:
-        return False  # a broken stream shows up as an error from it, handled where it happens
+        return self._gone
+
+    def peer_gone(self) -> bool:
+        """Called by the runtime when it learns that the client closed or reset the connection.
+
+        Sets ``req.disconnected`` of the request being handled. Returns whether one is (then
+        the runtime frees the connection's place at once and cancels the endpoint if it still
+        runs ``disconnect_grace`` seconds later); between requests there is nothing to do: the
+        next read sees the end of input.
+        """
+        self._gone = True
+        if self._request is None:
+            return False
+        if self._disconnected is not None and not self._disconnected.is_set():
+            log.debug("client %s left while its request was handled", _peer(self.client))
+            self._disconnected.set()
+        return True
 
     @property
     def verbose_glitch(self) -> bool:
@@ -421,6 +479,8 @@ class Connection:
             self._expect_continue = False
             parser.end_without_content()
             body.finished = True
+        if self._disconnected is None:
+            self._disconnected = _Disconnected(getattr(self.stream, "new_event", None))
         request = Request(
             head.method.decode("ascii"),
             head.target.decode("latin-1"),
@@ -431,8 +491,11 @@ class Connection:
             scheme=self.scheme,
             body=body if whole is None else whole,
             stopping=self.stopping,
+            disconnected=self._disconnected,
         )
         self._request = request
+        if body.finished and self._phased_stream is not None:
+            self._phased_stream.set_phase("handler")  # no read until the endpoint returns
         await run_endpoint(self.endpoint, request, self)
         if self._must_close or not (body.finished or await self._drain()):
             return False

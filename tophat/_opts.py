@@ -47,6 +47,9 @@ class ServerOpts:
     max_connections: int | None = 1000
     #: On shutdown, how long in-flight requests may take before they are cancelled.
     shutdown_grace: float = 10.0
+    #: How long an endpoint may go on after its client closed or reset the connection before
+    #: it is cancelled (``req.disconnected`` is set at once); ``None``: never cancelled.
+    disconnect_grace: float | None = 5.0
 
     #: Put a Glitch's cause text into the response body (debugging only: it may leak details).
     verbose_glitch: bool = False

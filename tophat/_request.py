@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, unquote
 
 from ._headers import Headers
 
-__all__ = ["DATA_KEY", "Query", "Request", "Stopping"]
+__all__ = ["DATA_KEY", "NEVER_DISCONNECTED", "NEVER_STOPPING", "Query", "Request", "Stopping"]
 
 T = TypeVar("T")
 
@@ -35,17 +35,23 @@ class Stopping(Protocol):
     async def wait(self) -> Any: ...
 
 
-class _NeverStopping:
-    __slots__ = ()
+class _Never:
+    """A signal that is never set, for a request with no connection able to set it."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
 
     def is_set(self) -> bool:
         return False
 
-    async def wait(self) -> None:  # pragma: no cover - nothing ever awaits a never-set signal
-        raise RuntimeError("this connection has no shutdown signal to wait for")
+    async def wait(self) -> None:
+        raise RuntimeError(f"this connection has no {self._what} signal to wait for")
 
 
-NEVER_STOPPING = _NeverStopping()
+NEVER_STOPPING = _Never("shutdown")
+NEVER_DISCONNECTED = _Never("disconnect")
 
 
 class _NoBody:
@@ -117,6 +123,12 @@ class Request:
         params: path parameters captured by the router (empty without one).
         root_path: the prefix a mounting router took off the path (``""`` when not mounted).
         stopping: the server's shutdown signal; long-running handlers (streams, SSE) watch it.
+        disconnected: set once the client closed or reset the connection while this request
+            was handled (``is_set()``, ``await disconnected.wait()``). Nobody can receive a
+            response any more: stop the work. An endpoint still running
+            ``ServerOpts.disconnect_grace`` seconds later is cancelled. A client that
+            half-closes its side right after its request counts as gone (as behind nginx,
+            which stops proxying on that); one that pipelined more requests first does not.
     """
 
     __slots__ = (
@@ -128,6 +140,7 @@ class Request:
         "_raw_path",
         "_source",
         "client",
+        "disconnected",
         "ext",
         "headers",
         "method",
@@ -153,6 +166,7 @@ class Request:
         scheme: str = "http",
         body: bytes | _BodySource | None = None,
         stopping: Stopping = NEVER_STOPPING,
+        disconnected: Stopping = NEVER_DISCONNECTED,
     ) -> None:
         self.method = method
         self.target = target
@@ -162,6 +176,7 @@ class Request:
         self.server = server
         self.scheme = scheme
         self.stopping = stopping
+        self.disconnected = disconnected
         self.ext: dict[str, Any] = {}
         self._host: str | None = None
         self.params: Mapping[str, Any] = {}

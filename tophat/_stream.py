@@ -11,6 +11,16 @@ one of ``"idle"`` (waiting between requests), ``"head"`` (reading a request head
 (reading a request body) or ``"write"`` (sending). The runtime that owns the clock uses it to
 apply the matching timeout from ``ServerOpts`` and, when time runs out, raises
 :class:`StreamTimeout` from the pending call. ``accept`` turns that into a 408 or a close.
+``accept`` also calls it with ``"handler"`` once a request has been read whole while its endpoint
+runs: no read follows until the phase changes again to one of the reading phases (a write may),
+so the runtime may watch the connection meanwhile for the client leaving.
+
+The client leaving (a close or a reset) while a request is handled is reported the other way:
+the runtime calls ``Connection.peer_gone()`` when it learns it, at once (asyncio's transport
+callbacks; trio's watch during the ``"handler"`` phase). The endpoint sees it through
+``req.disconnected``, and the runtime cancels an endpoint still running
+``ServerOpts.disconnect_grace`` seconds later. For ``await req.disconnected.wait()`` the stream
+provides ``new_event()``, returning an event of its runtime (``asyncio.Event``, ``trio.Event``).
 
 Optionally it may also have ``send_nowait(*pieces) -> bool``: send the pieces (bytes), in
 order, at once when that needs no waiting and return True; return False, having sent nothing,
@@ -30,7 +40,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = ["Phase", "Stream", "StreamClosed", "StreamTimeout", "socket_address"]
 
-Phase = Literal["idle", "head", "body", "write"]
+Phase = Literal["idle", "head", "body", "write", "handler"]
 
 
 @runtime_checkable

@@ -37,6 +37,10 @@ __all__ = ["TrioServer", "serve"]
 log = logging.getLogger("tophat.server")
 
 _BACKLOG = 2048
+# How often the sweep looks for endpoints that run long enough to need a watcher for their
+# client leaving (see _watch): one that has run for a whole tick gets one, so a departure is
+# seen within two ticks, and a quick request costs no task.
+_SWEEP_TICK = 0.05
 # accept() errors that mean "out of resources right now": wait and retry, do not crash.
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 # accept() errors about one connection that went wrong (what trio's SocketListener ignores).
@@ -85,6 +89,9 @@ class TrioServer:
         self._interrupted = False  # a second signal cut the shutdown short
         self._running = False  # _run started, so _closed will be set
         self._closed = trio.Event()  # every connection is closed
+        self._watched: set[_Conn] = set()  # in the "handler" phase (see _watch)
+        self._tick = 0  # sweeps so far
+        self._sweeping = False
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -231,7 +238,7 @@ class TrioServer:
             try:
                 if await conn.start():
                     # (accept() without its own frame, as the asyncio runtime does)
-                    await Connection(
+                    conn.connection = connection = Connection(
                         conn,
                         self.endpoint,
                         self.opts,
@@ -239,13 +246,51 @@ class TrioServer:
                         server=conn.local,
                         scheme=self._scheme,
                         stopping=self.stopping,
-                    ).serve()
+                    )
+                    await connection.serve()
             except Exception:
                 log.error("connection task failed", exc_info=True)
             finally:
                 self._release(conn)
                 self._draining.discard(conn)
                 await conn.close_now()
+        if conn.departed and conn.scope.cancelled_caught and not self._cut:
+            client = conn.client
+            log.info(
+                "cancelled the endpoint of %s: the client left %.1f s before",
+                f"{client[0]}:{client[1]}" if client else "a client",
+                self.opts.disconnect_grace,
+            )
+
+    # -- clients that leave while their endpoint runs ----------------------------------------
+
+    def _watch(self, conn: _Conn) -> None:
+        """``conn``'s endpoint runs with its request read whole: once it has run a whole sweep
+        tick, a watcher task looks out for the client leaving (asyncio's transports report it
+        by callback; trio needs a task reading the socket, too costly for every request)."""
+        if conn.watch_tick < 0:
+            conn.watch_tick = self._tick
+            self._watched.add(conn)
+            if not self._sweeping and self._nursery is not None:
+                self._sweeping = True
+                self._nursery.start_soon(self._sweep)
+
+    def _unwatch(self, conn: _Conn) -> None:
+        conn.watch_tick = -1
+        self._watched.discard(conn)
+
+    async def _sweep(self) -> None:
+        nursery = self._nursery
+        assert nursery is not None
+        try:
+            while self._watched:
+                await trio.sleep(_SWEEP_TICK)
+                self._tick += 1
+                for conn in self._watched:
+                    if conn.watch_tick == self._tick - 2:  # a whole tick in the phase, unwatched
+                        nursery.start_soon(conn.watch)
+        finally:
+            self._sweeping = False
 
     async def _refuse(self, conn: _Conn) -> None:
         with conn.scope:
@@ -260,6 +305,8 @@ class TrioServer:
 
     def _release(self, conn: _Conn) -> None:
         """``conn`` no longer serves requests: it frees its place and shutdown stops waiting."""
+        if conn.watch_tick >= 0:
+            self._unwatch(conn)
         if conn in self._conns:
             self._conns.discard(conn)
             self._draining.add(conn)

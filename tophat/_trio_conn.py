@@ -13,6 +13,12 @@ and the lingering close. The server that listens and shuts down is in ``_trio.py
 * trio reports a broken connection with ``trio.BrokenResourceError``, which ``accept`` does not
   know; like asyncio's ``connection_lost``, a broken connection reads as the end of input, and
   writing to it raises :class:`~tophat.StreamClosed`.
+* trio has no callback for a client that leaves while nobody reads, so a connection whose
+  endpoint runs for a while (the ``"handler"`` phase, see ``_trio.py``'s sweep) gets a watcher
+  task that waits for the socket to become readable: an end of input or a reset is the client
+  leaving (``Connection.peer_gone``); bytes that arrive meanwhile (a pipelined request) are kept
+  for the next read. Over TLS the watcher only peeks: it can tell a close or a reset, and stops
+  watching at the first byte of data.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ._serialize import LINGER
 from ._stream import Phase, StreamClosed, StreamTimeout, socket_address
 
 if TYPE_CHECKING:
+    from ._connection import Connection
     from ._trio import TrioServer
 
 __all__ = ["_Conn", "_TLSConn", "_close"]
@@ -43,6 +50,8 @@ _CLOSE_TIMEOUT = 1.0
 _WRITE_SLICE = 256 * KiB
 _READ_SIZE = 64 * KiB
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+# A watcher stops keeping what a client sends while its endpoint runs past this much.
+_WATCH_BUFFER = 256 * KiB
 
 
 class _Woken(Exception):
@@ -60,14 +69,20 @@ class _Conn:
         "_head_deadline",
         "_linger_scope",
         "_phase",
+        "_pushback",
         "_server",
         "_sock",
         "_timeouts",
         "_waiting",
+        "_watch_done",
+        "_watch_scope",
         "_woken",
         "client",
+        "connection",
+        "departed",
         "local",
         "scope",
+        "watch_tick",
     )
 
     def __init__(self, server: TrioServer, sock: socket.socket, peer: Any) -> None:
@@ -89,6 +104,12 @@ class _Conn:
         self._closing = False  # closing (bounded in time): shutdown lets it finish
         self._closed = False
         self.scope = trio.CancelScope()  # the connection's task, for shutdown to cancel
+        self.connection: Connection | None = None
+        self.departed = False  # the client left while a request was handled
+        self.watch_tick = -1  # the server's sweep tick when the "handler" phase began
+        self._watch_scope: trio.CancelScope | None = None  # the watcher task's
+        self._watch_done: trio.Event | None = None  # set when the watcher task ended
+        self._pushback: list[bytes] | None = None  # what the watcher read, for the next read
 
     async def start(self) -> bool:
         """Get the connection ready to serve (TLS: the handshake); False if it is over."""
@@ -97,9 +118,86 @@ class _Conn:
     # -- the Stream that accept() uses --------------------------------------------------------
 
     def set_phase(self, phase: Phase) -> None:
+        if phase == "handler":
+            self._server._watch(self)
+            return  # (not a phase of reads: their timeouts stay as they are)
+        if phase != "write" and self.watch_tick >= 0:
+            self._server._unwatch(self)  # a read follows: the watcher (if any) stops there
         if phase == "head" and self._phase != "head":
             self._head_deadline = trio.current_time() + self._timeouts["head"]
         self._phase = phase
+
+    def new_event(self) -> trio.Event:
+        return trio.Event()
+
+    # -- watching for the client leaving while the endpoint runs --------------------------------
+
+    async def watch(self) -> None:
+        """Started by the server's sweep: wait for the client to leave (see the module doc)."""
+        self._watch_done = done = trio.Event()
+        try:
+            with trio.CancelScope() as self._watch_scope:
+                if await self._wait_for_departure():
+                    self._peer_left()
+        except trio.ClosedResourceError:
+            pass  # the connection closed meanwhile
+        finally:
+            self._watch_scope = None
+            done.set()
+
+    async def _wait_for_departure(self) -> bool:
+        sock = self._sock
+        kept = 0
+        while kept < _WATCH_BUFFER:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(_READ_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self._eof = self._broken = True
+                return True  # reset
+            if not data:
+                self._eof = True
+                return not self._pushback  # an end of input after a pipelined request is not
+            if self._pushback is None:
+                self._pushback = []
+            self._pushback.append(data)
+            kept += len(data)
+        return False
+
+    def _peer_left(self) -> None:
+        """The client left: tell the connection; if a request is being handled, free the
+        place at once and cancel the endpoint if it still runs ``disconnect_grace`` later."""
+        connection = self.connection
+        if connection is None or connection.gone or not connection.peer_gone():
+            return
+        server = self._server
+        server._release(self)
+        grace = server.opts.disconnect_grace
+        if grace is not None:
+            self.departed = True
+            self.scope.deadline = min(self.scope.deadline, trio.current_time() + grace)
+
+    async def _stop_watching(self) -> None:
+        """End the watcher before reading (two tasks cannot wait on one socket)."""
+        done = self._watch_done
+        assert done is not None
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+        await done.wait()
+        self._watch_done = None
+
+    def _kept(self, max_bytes: int | None) -> bytes:
+        pushback = self._pushback
+        assert pushback
+        data = pushback.pop(0)
+        if max_bytes is not None and len(data) > max_bytes:
+            pushback.insert(0, data[max_bytes:])
+            data = data[:max_bytes]
+        if not pushback:
+            self._pushback = None
+        return data
 
     def _deadline(self) -> float:
         phase = self._phase
@@ -108,6 +206,11 @@ class _Conn:
         return trio.current_time() + self._timeouts[phase]
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._watch_done is not None:
+            await self._stop_watching()
+        if self._pushback:
+            await trio.lowlevel.checkpoint()
+            return self._kept(max_bytes)
         sock = self._sock
         size = max_bytes or _READ_SIZE
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -184,6 +287,8 @@ class _Conn:
     async def aclose(self) -> None:
         """Close gracefully: half-close, discard input for a while (see LINGER), close."""
         self._server._release(self)
+        if self._watch_done is not None:
+            await self._stop_watching()
         if self._closed:
             return
         self._closing = True
@@ -262,7 +367,27 @@ class _TLSConn(_Conn):
         self._broken = True
         return False
 
+    async def _wait_for_departure(self) -> bool:
+        # Only a peek: the TLS layer must see every byte. An end of input or a reset is the
+        # client leaving; data (maybe a close_notify, maybe a request) ends the watch.
+        sock = self._sock
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self._eof = self._broken = True
+                return True
+            if not data:
+                self._eof = True
+                return True
+            return False
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._watch_done is not None:
+            await self._stop_watching()
         phase = self._phase
         self._woken = False
         with trio.CancelScope(deadline=self._deadline()) as scope:
@@ -300,6 +425,8 @@ class _TLSConn(_Conn):
     async def aclose(self) -> None:
         """close_notify, then the same staged close as plain TCP (see _StagedClose)."""
         self._server._release(self)
+        if self._watch_done is not None:
+            await self._stop_watching()
         if self._closed:
             return
         self._closing = True
