@@ -73,7 +73,12 @@ _HOST = re.compile(
     rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
 )
 # RFC 9112 §3.2.2 absolute-form = absolute-URI; only http and https name this server's resources.
-_ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)[^#]*")
+# RFC 3986 §3.2: the authority ends at the first "/", "?" or "#". absolute-URI has no fragment
+# (§4.3), so a target with "#" is refused before this pattern runs, and the pattern is matched
+# at the start only, with nothing after the authority: it never backtracks. (Under fullmatch,
+# "([^/?#]*)[^#]*" re-scanned the rest of the target for every authority length it gave back:
+# 0.2 s of loop time for an 8 KB target ending in "#".)
+_ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)")
 
 
 def _valid_host(host: bytes) -> bool:
@@ -203,7 +208,7 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
         if ev.method != b"OPTIONS":
             return 400, "Asterisk-form is only for OPTIONS"
     else:
-        m = _ABSOLUTE.fullmatch(target)
+        m = None if b"#" in target else _ABSOLUTE.match(target)
         if m is None or not m.group(1) or not _valid_host(m.group(1)):
             return 400, "Invalid request-target"
 
