@@ -7,8 +7,11 @@ Run: TOPHAT_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(48))
      curl -i -b jar -X POST 127.0.0.1:8000/logout
      curl -i 127.0.0.1:8000/private               -> 401 (the ready-made "required" middleware)
 
-The cookie is Secure: browsers treat 127.0.0.1 and localhost as secure, so it works on
-loopback over plain http; curl sends it back regardless.
+The cookie is ``__Host-tophat-auth``: Secure, Path=/, no Domain, so no other site (a sibling
+subdomain, a plain-http page) can set one of that name. Browsers treat 127.0.0.1 and localhost
+as secure, so it works on loopback over plain http; curl sends it back regardless. A user name
+is 1 to 64 printable characters (422 otherwise): it travels in the cookie on every request, and
+a cookie holds at most 4096 bytes (RFC 6265bis §5.6).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from tophat.router import Router
 # A fresh random key per process when none is configured: logins do not survive a restart.
 identity = Identity(
     os.environ.get("TOPHAT_SECRET") or secrets.token_urlsafe(48),
-    cookie_name="tophat-auth",
     max_age=3600,
 )
+MAX_USER_LENGTH = 64
 
 router = Router()
 
@@ -36,6 +39,11 @@ async def login(req: Request, w: ResponseWriter) -> ResponseWritten:
     user = req.query.get("user") or (await req.text()).strip()
     if not user:
         raise Glitch.bad_request("say who you are: /login?user=NAME")
+    if len(user) > MAX_USER_LENGTH or not user.isprintable():
+        raise Glitch.unprocessable(
+            f"a user name is 1 to {MAX_USER_LENGTH} printable characters "
+            f"(got {len(user)} characters)"
+        )
     identity.set_auth_token(user, w)
     w.set_text(f"logged in as {user}")
     return await w.send()

@@ -2,8 +2,9 @@
 
 ::
 
-    identity = Identity(["new-32-byte-or-longer-secret......", "the previous key..............."],
-                        cookie_name="auth", max_age=3600)
+    # Keys: random, from the environment; make one with
+    #   python -c 'import secrets; print(secrets.token_urlsafe(32))'
+    identity = Identity([os.environ["AUTH_KEY"], os.environ["AUTH_KEY_PREVIOUS"]], max_age=3600)
     app = chain(identity.middleware)(router)
 
     async def login(req, w):
@@ -16,6 +17,16 @@ Secure by default: ``HttpOnly``, ``Secure``, ``SameSite=Lax``. Expiry is enforce
 from the signed timestamp, whatever the browser sends back; a tampered, truncated, expired or
 foreign-key cookie is simply "anonymous" (never a 500), the reason logged at debug level.
 
+The cookie is named ``__Host-tophat-auth`` by default (``__Secure-`` or no prefix when the
+attributes forbid ``__Host-``; see :class:`Identity`), so no sibling subdomain or plain-http
+page can plant one beside it. Should a request still carry several cookies of that name that
+verify for *different* users (cookie tossing), nobody is logged in, and one line is logged at
+info level per such request.
+
+Keys are refused at construction when shorter than 32 bytes or predictable: a conservative
+entropy estimate (repeats, sequences, keyboard runs and placeholder words count for a few
+bits) must reach 128 bits. It catches patterns, not every human-made phrase: generate keys.
+
 Cross-site use (a page on another site calling this API with credentials) needs
 ``same_site="none"`` (which requires ``secure=True``) and, under Chromium's third-party-cookie
 blocking, ``partitioned=True`` (CHIPS). ``forget`` repeats every attribute, or a partitioned
@@ -25,10 +36,12 @@ cookie would survive logout.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from email.utils import formatdate
 from http.cookies import CookieError, Morsel
@@ -54,23 +67,154 @@ _SIGNED_AT_KEY = "tophat.identity.signed_at"
 # attributes); Chromium refuses a larger one outright. We refuse it when it is set.
 MAX_COOKIE_SIZE = 4096
 _VERIFIED_CACHE_SIZE = 1024
+# RFC 6265bis §5.6: a user agent ignores an attribute value longer than 1024 octets.
+_MAX_ATTRIBUTE_SIZE = 1024
+# A browser sends a few cookies of one name at most (one per matching path, domain and
+# partition); more are an attack, refused before any signature is checked.
+_MAX_SAME_NAME = 8
+
+
+# RFC 6265bis §4.1.3: user agents store a cookie whose name starts with one of these prefixes
+# (matched case-insensitively) only when its attributes satisfy the prefix; otherwise they drop
+# it silently. A __Host- cookie cannot be set by a sibling subdomain, a parent domain or a
+# plain-http page, so nobody can toss one beside ours.
+def _secure_prefix_allowed(secure: bool, path: str, domain: str | None) -> bool:
+    return secure
+
+
+def _host_prefix_allowed(secure: bool, path: str, domain: str | None) -> bool:
+    return secure and path == "/" and not domain
+
+
+_PREFIXES: dict[str, tuple[str, Callable[[bool, str, str | None], bool]]] = {
+    # prefix (lower-case): (what it requires, in words; the check)
+    "__secure-": ("secure=True", _secure_prefix_allowed),
+    "__host-": ("secure=True, path='/' and no domain", _host_prefix_allowed),
+}
+_DEFAULT_NAME = "tophat-auth"
+
+
+def _default_cookie_name(secure: bool, path: str, domain: str | None) -> str:
+    """The strongest prefix the attributes allow: __Host-, else __Secure-, else none."""
+    for prefix in ("__Host-", "__Secure-"):
+        if _PREFIXES[prefix.lower()][1](secure, path, domain):
+            return prefix + _DEFAULT_NAME
+    return _DEFAULT_NAME
+
+
+# -- secret keys: a conservative entropy estimate ---------------------------------------------
+
 _MIN_KEY_BYTES = 32
-# Words of placeholder keys ("change-me-to-a-random-secret-key", "your-secret-key-here").
-_PLACEHOLDER_WORDS = (
-    "changeme",
-    "replaceme",
-    "yoursecret",
-    "secretkey",
-    "mysecret",
-    "notsecret",
-    "insecure",
-    "placeholder",
-    "password",
-    "development",
-    "example",
-    "dummy",
+# NIST SP 800-57 part 1 §5.6.2: 128 bits of security strength is acceptable beyond 2030; an
+# HMAC key cannot give more strength than its entropy. The estimate credits a random-looking
+# character with the full log2 of its alphabet, and a repeat, sequence, keyboard run or
+# placeholder word with the few bits needed to describe it (as zxcvbn does), so it is
+# conservative for patterns and generous to anything else: a key from secrets.token_urlsafe(32)
+# estimates at ~250 bits, "12345678" * 4 at ~15.
+_MIN_KEY_BITS = 128
+_HOW_TO_MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# US keyboard rows, plain and shifted: neighbours on a row are a typed run ("qwerty", "asdf").
+_KEYBOARD_ROWS = (
+    b"`1234567890-=",
+    b"qwertyuiop[]\\",
+    b"asdfghjkl;'",
+    b"zxcvbnm,./",
+    b"~!@#$%^&*()_+",
+    b"QWERTYUIOP{}|",
+    b'ASDFGHJKL:"',
+    b"ZXCVBNM<>?",
 )
-_PLACEHOLDER_STEMS = frozenset({"secret", "key", "test", "token", "admin", "tophat"})
+_KEY_NEIGHBOURS = frozenset(
+    pair for row in _KEYBOARD_ROWS for a, b in itertools.pairwise(row) for pair in ((a, b), (b, a))
+)
+# Words of placeholder keys ("change-me-to-a-random-secret-key", "your-secret-key-here"),
+# longest first: each costs log2(len) bits, not a few bits per letter.
+_WORDS = sorted(
+    (
+        b"changeme", b"replaceme", b"placeholder", b"password", b"development", b"example",
+        b"dummy", b"insecure", b"secret", b"your", b"key", b"test", b"token", b"admin",
+        b"tophat", b"default", b"session", b"cookie", b"here", b"change",
+    ),
+    key=len,
+    reverse=True,
+)  # fmt: skip
+_ALPHABETS = (
+    (frozenset(range(ord("a"), ord("z") + 1)), 26),
+    (frozenset(range(ord("A"), ord("Z") + 1)), 26),
+    (frozenset(range(ord("0"), ord("9") + 1)), 10),
+    (frozenset(b" !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"), 33),
+)
+
+
+def _alphabet_bits(data: bytes) -> float:
+    """log2 of the alphabet the key draws from (the union of the classes it uses)."""
+    present = set(data)
+    size = sum(n for chars, n in _ALPHABETS if present & chars)
+    if any(b < 0x20 or b > 0x7E for b in present):
+        size += 256 - 95  # raw bytes: control characters and non-ASCII
+    return math.log2(max(size, 2))
+
+
+def _run_length(data: bytes, i: int) -> int:
+    """Length of the sequence ("abc", "1357", "zyx") or keyboard run starting at ``i``."""
+    n = len(data)
+    if i + 2 >= n:
+        return 0
+    step = data[i + 1] - data[i]
+    end = i + 1
+    if step != 0 and abs(step) <= 5:
+        while end + 1 < n and data[end + 1] - data[end] == step:
+            end += 1
+    best = end - i + 1
+    end = i
+    while end + 1 < n and (data[end], data[end + 1]) in _KEY_NEIGHBOURS:
+        end += 1
+    return max(best, end - i + 1)
+
+
+def _repeat_length(data: bytes, i: int) -> int:
+    """Length of the longest-found repeat of earlier bytes starting at ``i`` (overlap allowed,
+    as in LZ77: "xxxxxx" is "x" then a repeat of 5)."""
+    n = len(data)
+    if i == 0 or i + 3 > n:
+        return 0
+    best = 0
+    for j in (data.find(data[i : i + 3], 0, i + 2), data.rfind(data[i : i + 3], 0, i + 2)):
+        if 0 <= j < i:
+            length = 3
+            while i + length < n and data[j + length] == data[i + length]:
+                length += 1
+            best = max(best, length)
+    return best
+
+
+def _estimated_bits(data: bytes, enough: float = math.inf) -> float:
+    """A conservative estimate of the entropy of ``data``, in bits (stops past ``enough``).
+
+    Left to right, the longest pattern of 3 bytes or more starting here is taken: a repeat of
+    earlier bytes (log2 of where + log2 of how long), a sequence or keyboard run (one free
+    character + log2 of its length + 1 bit for the kind), or a placeholder word (log2 of the
+    word list + 1 for the case); a byte in no pattern costs log2 of the alphabet.
+    """
+    char_bits = _alphabet_bits(data)
+    lower = data.lower()
+    word_bits = math.log2(len(_WORDS)) + 1
+    bits, i = 0.0, 0
+    while i < len(data) and bits < enough:
+        word = next((len(w) for w in _WORDS if lower.startswith(w, i)), 0)
+        run, repeat = _run_length(data, i), _repeat_length(data, i)
+        longest = max(word, run, repeat)
+        if longest < 3:
+            bits, i = bits + char_bits, i + 1
+            continue
+        costs = {
+            word: word_bits,
+            run: char_bits + math.log2(run) + 1,
+            repeat: math.log2(i) + math.log2(repeat) if repeat else math.inf,
+        }
+        bits += min(cost for length, cost in costs.items() if length == longest)
+        i += longest
+    return bits
 
 
 def _key_bytes(key: str | bytes) -> bytes:
@@ -78,18 +222,15 @@ def _key_bytes(key: str | bytes) -> bytes:
     if len(data) < _MIN_KEY_BYTES:
         raise ValueError(
             f"Identity secret keys must be at least {_MIN_KEY_BYTES} bytes; generate one with "
-            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            f"{_HOW_TO_MAKE_A_KEY}"
         )
-    letters = "".join(c for c in data.decode("latin-1").lower() if c.isalnum())
-    alpha = "".join(c for c in letters if c.isalpha())
-    if (
-        len(set(data)) < 8
-        or any(word in letters for word in _PLACEHOLDER_WORDS)
-        or alpha in _PLACEHOLDER_STEMS  # "secret-0123456789-...": one word padded with digits
-    ):
+    bits = _estimated_bits(data, enough=_MIN_KEY_BITS)
+    if bits < _MIN_KEY_BITS:
         raise ValueError(
-            "Identity secret key looks like a placeholder; use a random one, e.g. from "
-            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            f"Identity secret key is too predictable: about {bits:.0f} bits of entropy by a "
+            f"conservative estimate, {_MIN_KEY_BITS} needed (repeats, sequences, keyboard runs "
+            "and placeholder words count for little). Use random bytes from the environment, "
+            f"e.g. generated with {_HOW_TO_MAKE_A_KEY}"
         )
     return data
 
@@ -103,7 +244,21 @@ class Identity:
     Args:
         secret_key: a key, or a list of keys *newest first*: the first signs, every one
             verifies (rotate by putting the new key in front and dropping the oldest later).
-        cookie_name: the cookie's name.
+        cookie_name: the cookie's name. By default the strongest prefix the attributes
+            allow (RFC 6265bis §4.1.3), so that no other site can set a cookie of that name:
+
+            ===================================================  ==========================
+            attributes                                           default name
+            ===================================================  ==========================
+            ``secure=True``, ``path="/"``, no ``domain`` (the    ``__Host-tophat-auth``
+            defaults)
+            ``secure=True`` with another path or a domain        ``__Secure-tophat-auth``
+            ``secure=False`` (plain-http development)            ``tophat-auth``
+            ===================================================  ==========================
+
+            The effective name is ``identity.cookie_name``. A name you give that starts with
+            ``__Host-`` or ``__Secure-`` (any case) must have the attributes its prefix
+            requires, or browsers would drop the cookie without a word.
         max_age: how long a login lasts (seconds or a timedelta); enforced on the server.
         path, domain: cookie scope.
         secure, http_only, same_site, partitioned: cookie attributes (see the module doc).
@@ -113,15 +268,17 @@ class Identity:
             users stay logged in.
 
     Raises:
-        ValueError: for an empty or weak key, ``same_site="none"`` or ``partitioned`` without
-            ``secure``, or a bad cookie name.
+        ValueError: for an empty, short or predictable key (see :func:`_estimated_bits`),
+            ``same_site="none"`` or ``partitioned`` without ``secure``, a bad cookie name, a
+            prefixed name whose attributes forbid the prefix, or a path or domain over 1024
+            bytes.
     """
 
     def __init__(
         self,
         secret_key: str | bytes | Sequence[str | bytes],
         *,
-        cookie_name: str = "tophat-auth",
+        cookie_name: str | None = None,
         max_age: int | timedelta = 86400,
         path: str = "/",
         domain: str | None = None,
@@ -142,6 +299,21 @@ class Identity:
             raise ValueError("same_site='none' requires secure=True (browsers reject it otherwise)")
         if partitioned and not secure:
             raise ValueError("partitioned=True requires secure=True (CHIPS cookies must be Secure)")
+        if cookie_name is None:
+            cookie_name = _default_cookie_name(secure, path, domain)
+        for prefix, (requires, allowed) in _PREFIXES.items():
+            if cookie_name.lower().startswith(prefix) and not allowed(secure, path, domain):
+                raise ValueError(
+                    f"cookie_name {cookie_name!r} has the {prefix!r} prefix, which requires "
+                    f"{requires} (RFC 6265bis §4.1.3; browsers drop the cookie otherwise): "
+                    "change those options or leave cookie_name out to get the default"
+                )
+        for attribute, value in (("path", path), ("domain", domain or "")):
+            if len(value.encode()) > _MAX_ATTRIBUTE_SIZE:
+                raise ValueError(
+                    f"{attribute} is over {_MAX_ATTRIBUTE_SIZE} bytes: browsers ignore such an "
+                    "attribute (RFC 6265bis §5.6), so the cookie would not be scoped as asked"
+                )
         probe: Morsel[str] = Morsel()
         try:
             probe.set(cookie_name, "", "")
@@ -222,39 +394,72 @@ class Identity:
                     out.append(value.strip().strip('"'))
         return out
 
-    def _verify(self, req: Request) -> tuple[str | None, float]:
+    def _check(self, value: str) -> tuple[str, float] | None:
+        """The (user, signed at) a cookie value proves, or None (the reason logged at debug)."""
         verified = self._verified
-        for value in self._cookie_values(req):
-            hit = verified.get(value)
+        hit = verified.get(value)
+        if hit is not None:
+            # A cookie whose signature we checked before: only its age can have changed.
+            # (Checking the HMAC, base64 and JSON again cost half of a request's time.)
+            if 0 <= time.time() - hit[1] <= self.max_age:
+                verified.move_to_end(value)
+                return hit
+            del verified[value]
+            log.debug("identity cookie expired")
+            return None
+        try:
+            user, signed_at = self._serializer.loads(
+                value, max_age=self.max_age, return_timestamp=True
+            )
+        except SignatureExpired:
+            log.debug("identity cookie expired")
+        except BadSignature:
+            log.debug("identity cookie has a bad signature (tampered, truncated or old key)")
+        except Exception as exc:  # malformed payloads must never become a 500
+            log.debug("identity cookie could not be read: %r", exc)
+        else:
+            if isinstance(user, str) and user:
+                verified[value] = hit = (user, signed_at.timestamp())
+                if len(verified) > _VERIFIED_CACHE_SIZE:
+                    verified.popitem(last=False)
+                return hit
+            log.debug("identity cookie holds no user")
+        return None
+
+    def _verify(self, req: Request) -> tuple[str | None, float]:
+        # Cookie tossing: a sibling subdomain, a parent domain or a plain-http page of this
+        # host can set a cookie of our name (the Cookie header says nothing of where a cookie
+        # came from, RFC 6265bis §8.6), with a longer Path so that it is sent first. Taking the
+        # first valid one would log a victim in as the attacker. Cookies that verify but name
+        # different users are ambiguous: nobody is logged in. One that does not verify names
+        # nobody and is ignored (so a tossed junk cookie cannot log anyone out).
+        values = self._cookie_values(req)
+        if len(values) == 1:  # the usual case: nothing to compare
+            return self._check(values[0]) or (None, 0.0)
+        if len(values) > _MAX_SAME_NAME:
+            log.info(
+                "identity ambiguous: %d cookies named %s (more than %d); treated as anonymous",
+                len(values),
+                self.cookie_name,
+                _MAX_SAME_NAME,
+            )
+            return None, 0.0
+        found: dict[str, float] = {}
+        for value in values:
+            hit = self._check(value)
             if hit is not None:
-                # A cookie whose signature we checked before: only its age can have changed.
-                # (Checking the HMAC, base64 and JSON again cost half of a request's time.)
-                user, signed_at = hit
-                age = time.time() - signed_at
-                if 0 <= age <= self.max_age:
-                    verified.move_to_end(value)
-                    return user, signed_at
-                del verified[value]
-                log.debug("identity cookie expired")
-                continue
-            try:
-                user, signed_at = self._serializer.loads(
-                    value, max_age=self.max_age, return_timestamp=True
-                )
-            except SignatureExpired:
-                log.debug("identity cookie expired")
-            except BadSignature:
-                log.debug("identity cookie has a bad signature (tampered, truncated or old key)")
-            except Exception as exc:  # malformed payloads must never become a 500
-                log.debug("identity cookie could not be read: %r", exc)
-            else:
-                if isinstance(user, str) and user:
-                    stamp = signed_at.timestamp()
-                    verified[value] = (user, stamp)
-                    if len(verified) > _VERIFIED_CACHE_SIZE:
-                        verified.popitem(last=False)
-                    return user, stamp
-                log.debug("identity cookie holds no user")
+                found[hit[0]] = max(hit[1], found.get(hit[0], 0.0))  # the newest login
+        if len(found) > 1:
+            log.info(
+                "identity ambiguous: %d valid cookies named %s name %d different users "
+                "(cookie tossing?); treated as anonymous",
+                len(values),
+                self.cookie_name,
+                len(found),
+            )
+            return None, 0.0
+        for user, signed_at in found.items():
+            return user, signed_at
         return None, 0.0
 
     def authorized_user(self, req: Request) -> str | None:
