@@ -4,7 +4,8 @@ Run: python -m tophat examples.sse:app --port 8000
      curl -N 127.0.0.1:8000/events                       (subscribe; keep it open)
      curl -d 'hello' 127.0.0.1:8000/publish              (from another terminal)
 
-Subscribers end their stream when the server stops (req.stopping), so shutdown is prompt.
+Subscribers end their stream when the server stops (req.stopping), so shutdown is prompt,
+and when their client leaves (req.disconnected), so a departed subscriber costs nothing more.
 The broadcaster uses asyncio; with trio, swap the queue for a memory channel.
 """
 
@@ -39,17 +40,22 @@ class Broadcaster:
     async def subscribe(self, req: Request) -> AsyncIterator[ServerSentEvent]:
         q: asyncio.Queue[str] = asyncio.Queue(self._backlog)
         self._queues.add(q)
-        stopping = asyncio.ensure_future(req.stopping.wait())
+        # The stream ends when the server stops or the client leaves, whichever comes first.
+        ended = {
+            asyncio.ensure_future(req.stopping.wait()),
+            asyncio.ensure_future(req.disconnected.wait()),
+        }
         try:
             while True:
                 getter = asyncio.ensure_future(q.get())
-                await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({getter, *ended}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     getter.cancel()
-                    return  # the server is stopping: end the stream cleanly
+                    return  # end the stream cleanly
                 yield ServerSentEvent(getter.result(), event="message")
         finally:
-            stopping.cancel()
+            for waiter in ended:
+                waiter.cancel()
             self._queues.discard(q)
 
 

@@ -173,7 +173,7 @@ class _Conn(asyncio.BufferedProtocol):
         if not self._buffer:
             # The client sent its last byte and no request after the one being handled: it
             # left (a client that pipelined requests before half-closing gets its answers).
-            self._peer_left()
+            self._peer_left(reset=False)
         # Keep our side open: the client may be waiting for the response. (TLS cannot be
         # half-closed, and asyncio warns when asked to.)
         return not self._server.tls
@@ -185,14 +185,14 @@ class _Conn(asyncio.BufferedProtocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_exception(StreamClosed("connection lost"))
-        self._peer_left()
+        self._peer_left(reset=True)
 
-    def _peer_left(self) -> None:
+    def _peer_left(self, reset: bool) -> None:
         """The client closed or reset the connection: if a request is being handled, tell its
         endpoint (``req.disconnected``), free the connection's place at once, and cancel the
         endpoint if it still runs ``disconnect_grace`` seconds later."""
         connection = self.connection
-        if connection is None or connection.gone or not connection.peer_gone():
+        if connection is None or connection.gone or not connection.peer_gone(reset):
             return
         server = self._server
         server._conns.discard(self)  # (its task is still waited for at shutdown)

@@ -370,14 +370,19 @@ class Connection:
     def gone(self) -> bool:
         return self._gone
 
-    def peer_gone(self) -> bool:
-        """Called by the runtime when it learns that the client closed or reset the connection.
+    def peer_gone(self, reset: bool) -> bool:
+        """Called by the runtime when it learns that the client reset the connection, or sent
+        its last byte (``reset`` False) with nothing after it in the runtime's buffer.
 
         Sets ``req.disconnected`` of the request being handled. Returns whether one is (then
         the runtime frees the connection's place at once and cancels the endpoint if it still
         runs ``disconnect_grace`` seconds later); between requests there is nothing to do: the
-        next read sees the end of input.
+        next read sees the end of input. A client that half-closed after pipelining more
+        requests has not left: it waits for their responses.
         """
+        body = self._body
+        if not reset and body is not None and body.finished and self.parser.holds_next():
+            return False
         self._gone = True
         if self._request is None:
             return False

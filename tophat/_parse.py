@@ -120,6 +120,11 @@ class Parser(Protocol):
         """Bytes received and not parsed yet."""
         ...
 
+    def holds_next(self) -> bool:
+        """Whether bytes after the current request's end were received (a pipelined request);
+        only meaningful once that end was taken."""
+        ...
+
     def head_pending(self) -> bool:
         """Whether the incomplete head received so far is a HEAD request's (its refusal, a
         408, then carries no content: RFC 9110 §9.3.2)."""
@@ -199,6 +204,9 @@ class H11Parser:
 
     def buffered(self) -> int:
         return len(self._buffer) if self._buffer is not None else 0
+
+    def holds_next(self) -> bool:
+        return self._done and bool(self._buffer)
 
     def head_pending(self) -> bool:
         return self._buffer is not None and self._buffer._data.startswith(b"HEAD ")

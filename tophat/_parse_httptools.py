@@ -206,6 +206,10 @@ class HttptoolsParser:
         self._failed = True
         self._events.append(error)
 
+    def holds_next(self) -> bool:
+        # (llhttp parses ahead: the next request is events, or a message in progress)
+        return bool(self._events) or self._in_message
+
     def head_pending(self) -> bool:
         return self._in_message and self._method() == b"HEAD"
 

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import math
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -137,15 +137,16 @@ class _Conn:
         self._watch_done = done = trio.Event()
         try:
             with trio.CancelScope() as self._watch_scope:
-                if await self._wait_for_departure():
-                    self._peer_left()
+                how = await self._wait_for_departure()
+                if how is not None:
+                    self._peer_left(how == "reset")
         except trio.ClosedResourceError:
             pass  # the connection closed meanwhile
         finally:
             self._watch_scope = None
             done.set()
 
-    async def _wait_for_departure(self) -> bool:
+    async def _wait_for_departure(self) -> Literal["reset", "eof"] | None:
         sock = self._sock
         kept = 0
         while kept < _WATCH_BUFFER:
@@ -156,21 +157,22 @@ class _Conn:
                 continue
             except OSError:
                 self._eof = self._broken = True
-                return True  # reset
+                return "reset"
             if not data:
                 self._eof = True
-                return not self._pushback  # an end of input after a pipelined request is not
+                # (an end of input after a pipelined request is not a departure)
+                return None if self._pushback else "eof"
             if self._pushback is None:
                 self._pushback = []
             self._pushback.append(data)
             kept += len(data)
-        return False
+        return None
 
-    def _peer_left(self) -> None:
+    def _peer_left(self, reset: bool) -> None:
         """The client left: tell the connection; if a request is being handled, free the
         place at once and cancel the endpoint if it still runs ``disconnect_grace`` later."""
         connection = self.connection
-        if connection is None or connection.gone or not connection.peer_gone():
+        if connection is None or connection.gone or not connection.peer_gone(reset):
             return
         server = self._server
         server._release(self)
@@ -367,7 +369,7 @@ class _TLSConn(_Conn):
         self._broken = True
         return False
 
-    async def _wait_for_departure(self) -> bool:
+    async def _wait_for_departure(self) -> Literal["reset", "eof"] | None:
         # Only a peek: the TLS layer must see every byte. An end of input or a reset is the
         # client leaving; data (maybe a close_notify, maybe a request) ends the watch.
         sock = self._sock
@@ -379,11 +381,11 @@ class _TLSConn(_Conn):
                 continue
             except OSError:
                 self._eof = self._broken = True
-                return True
+                return "reset"
             if not data:
                 self._eof = True
-                return True
-            return False
+                return "eof"
+            return None
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._watch_done is not None:

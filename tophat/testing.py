@@ -108,6 +108,11 @@ class MemoryStream:
         self._in.pieces.clear()
         self._in._wake()
 
+    def new_event(self) -> Any:
+        """An event of the running async library (for ``req.disconnected.wait()``; an
+        in-memory client never leaves while a request is handled, so it is never set)."""
+        return _Event()
+
     def take_all(self) -> bytes:
         """Everything received and not yet read (no waiting)."""
         data = b"".join(self._in.pieces)
