@@ -29,6 +29,7 @@ from ._asyncio import listen_url
 from ._connection import Connection, Endpoint
 from ._opts import ServerOpts
 from ._serialize import OVERLOADED
+from ._serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures
 from ._stream import Phase, StreamClosed, StreamTimeout
 from ._trio_conn import _close, _Conn, _TLSConn
 
@@ -41,20 +42,6 @@ _BACKLOG = 2048
 # client leaving (see _watch): one that has run for a whole tick gets one, so a departure is
 # seen within two ticks, and a quick request costs no task.
 _SWEEP_TICK = 0.05
-# accept() errors that mean "out of resources right now": wait and retry, do not crash.
-_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-# accept() errors about one connection that went wrong (what trio's SocketListener ignores).
-_ACCEPT_IGNORED = frozenset(
-    getattr(errno, name)
-    for name in (
-        *("EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET"),
-        *("EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ECONNRESET", "ETIMEDOUT"),
-        *("ESOCKTNOSUPPORT", "EPROTONOSUPPORT"),
-    )
-    if hasattr(errno, name)
-)
-
-
 class TrioServer:
     """A listening trio server running ``accept`` per connection; made by :func:`serve`.
 
@@ -89,6 +76,7 @@ class TrioServer:
         self._interrupted = False  # a second signal cut the shutdown short
         self._running = False  # _run started, so _closed will be set
         self._closed = trio.Event()  # every connection is closed
+        self._accept_failures = AcceptFailures(trio.current_time)
         self._watched: set[_Conn] = set()  # in the "handler" phase (see _watch)
         self._tick = 0  # sweeps so far
         self._sweeping = False
@@ -211,14 +199,14 @@ class TrioServer:
                     return  # shutdown closed the socket
                 continue
             except OSError as exc:
-                if exc.errno in _ACCEPT_IGNORED:
+                if exc.errno in ACCEPT_IGNORED:
                     continue
                 if exc.errno == errno.EBADF:
                     return  # shutdown closed the socket
-                if exc.errno not in _OUT_OF_RESOURCES:
+                if exc.errno not in OUT_OF_RESOURCES:
                     raise
-                log.error("cannot accept a connection (%s): pausing for 100 ms", exc)
-                await trio.sleep(0.1)
+                self._accept_failures.failed(exc)  # (logs at most once per interval)
+                await trio.sleep(AcceptFailures.PAUSE)
                 continue
             sock.setblocking(False)
             if tcp:
