@@ -229,3 +229,25 @@ async def test_a_departed_streaming_client_is_told_and_the_stream_ends(serving: 
         await c.reset()
         with anyio.fail_after(2):
             await ended.wait()
+
+
+async def test_under_asgi_disconnected_is_the_servers_http_disconnect() -> None:
+    from test_asgi import Peer, call, http_scope
+
+    from tophat.asgi import to_asgi
+
+    told: list[bool] = []
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        told.append(req.disconnected.is_set())
+        await req.disconnected.wait()
+        told.append(req.disconnected.is_set())
+        return await w.send()
+
+    peer = Peer(b"unread body")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, to_asgi(endpoint), http_scope("POST", "/"), peer)
+        await anyio.sleep(0.05)
+        assert told == [False]
+        peer.disconnect()
+    assert told == [False, True]

@@ -60,6 +60,33 @@ class _Event(Protocol):
     async def wait(self) -> object: ...
 
 
+class _Disconnected:
+    """``req.disconnected`` under ASGI: set once ``receive()`` said ``http.disconnect``.
+
+    An ASGI server reports a departed client only through ``receive()``, so ``wait()`` listens
+    there (reading the request body ahead, as the watcher beside a streamed response does).
+    """
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+
+    def is_set(self) -> bool:
+        return self._exchange.disconnected
+
+    async def wait(self) -> None:
+        exchange = self._exchange
+        while not exchange.disconnected:
+            await exchange._watch()  # returns once disconnected, or past max_body_size
+            if not exchange.disconnected:
+                try:
+                    await exchange._pull()  # (too large: the rest is received and dropped)
+                except Exception as exc:
+                    log.debug("receive() failed while waiting for a disconnect: %r", exc)
+                    exchange.disconnected = True
+
+
 class _Exchange:
     """One ``http`` scope: the request's body source and the response writer's sink."""
 
@@ -352,6 +379,7 @@ def _request(scope: Scope, body: _Exchange) -> Request:
         server=cast("tuple[str, int]", tuple(server)) if server else None,
         scheme=scope.get("scheme", "http"),
         body=body,
+        disconnected=_Disconnected(body),
     )
     request.root_path = root_path
     return request
