@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -28,13 +28,13 @@ import pytest
 import sniffio
 from servers import Client, Serving, connected
 
-from tophat import Request, ResponseWriter, ResponseWritten, ServerSentEvent
+from tophat import Endpoint, Request, ResponseWriter, ResponseWritten, ServerSentEvent
 
 # Bounds: every test finishes in a few seconds or fails.
 SETTLE = 5.0  # for closes to settle (above LINGER, 2 s, the longest a close may take)
 STEP = 5.0  # for any one step of a test
 
-Fault = Callable[[int, int], Awaitable[None]]
+Fault = Callable[[int, int], Coroutine[Any, Any, None]]
 
 
 # -- what the server holds -------------------------------------------------------------------------
@@ -52,8 +52,10 @@ def _tasks() -> list[str]:
     if sniffio.current_async_library() == "trio":
         import trio
 
+        root = trio.lowlevel.current_root_task()
+        assert root is not None
         names = []
-        todo = [trio.lowlevel.current_root_task()]
+        todo = [root]
         while todo:
             task = todo.pop()
             names.append(task.name)
@@ -142,8 +144,8 @@ class App:
             self._count(self.ended, name)
 
     async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
-        name = req.path.split("/")[1]
-        return await getattr(self, name.replace("-", "_"))(req, w)
+        endpoint: Endpoint = getattr(self, req.path.split("/")[1].replace("-", "_"))
+        return await endpoint(req, w)
 
     async def hello(self, req: Request, w: ResponseWriter) -> ResponseWritten:
         w.set_text("hello " + req.path)
