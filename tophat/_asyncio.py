@@ -46,7 +46,7 @@ class Server:
         self.stopping = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
         self._acceptors: list[_Acceptor] = []
-        self.accept_failures = AcceptFailures()
+        self._accept_failures = AcceptFailures()
         self._uds: tuple[str, int] | None = None
         self.tls = False
         self._locals: dict[Any, tuple[str, int] | None] = {}
@@ -216,7 +216,7 @@ class _Acceptor:
                     continue  # that connection failed; the next one is fine
                 # Out of descriptors (or memory, or worse): every accept() would fail the same
                 # way until something closes. Stop, and retry a little later.
-                self._server.accept_failures.failed(exc)
+                self._server._accept_failures.failed(exc)
                 self._loop.remove_reader(sock.fileno())
                 self._retry = self._loop.call_later(AcceptFailures.PAUSE, self._resume)
                 return
