@@ -14,6 +14,24 @@ was in a header. Anyone can send that header, so it is believed only when the *i
   :func:`forwarded_host`, which falls back to ``req.host``;
 * the original peer is kept in ``req.ext[PEER_KEY]``.
 
+**Only the headers your proxy sets are read.** A proxy passes on every header it does not set
+or clear, so a header it leaves alone is written by the client. Hence one family of headers,
+named by ``headers=``, and nothing else:
+
+=================  ============================================================================
+``headers=``       read
+=================  ============================================================================
+``"x-forwarded"``  ``X-Forwarded-For``, ``X-Forwarded-Proto`` (the default: what nginx, HAProxy
+                   and most load balancers set); ``X-Forwarded-Host`` too, only with
+                   ``x_forwarded_host=True`` (few proxies set it; many pass the client's on)
+``"forwarded"``    ``Forwarded`` (RFC 7239), ``for=``, ``proto=`` and ``host=``
+=================  ============================================================================
+
+The other family is never read, present or not, well-formed or not: a client's
+``Forwarded: for=6.6.6.6`` next to nginx's ``X-Forwarded-For`` changes nothing. Still, configure
+the proxy to set or clear every one of these headers (``docs/deployment.md`` shows nginx), so
+that no other code behind it reads a client's.
+
 Which address is the client, and why: each proxy *appends* the address it received the
 request from, so the list reads ``client, proxy1, proxy2`` and our peer is the proxy after the
 last one. Only the right end was written by proxies we trust; the left end is whatever the
@@ -37,17 +55,16 @@ are parsed, so junk at the client-controlled left end can never void the header.
   ``X-Forwarded-Host`` are read either as one value set by the edge proxy, or — when they are
   lists — right-aligned with ``X-Forwarded-For`` (proxies that append append to both).
 
-**If a trusted peer sends ``Forwarded``, the ``X-Forwarded-*`` headers are not read at all**,
-even when ``Forwarded`` turns out malformed: a proxy that speaks RFC 7239 is the authority, and
-the other headers may be the client's. Turn off the kind your proxy does not set
-(``use_forwarded=False`` or ``use_x_forwarded=False``): a header your proxy neither sets nor
-strips is a header the client writes.
+**A malformed header from a trusted peer is refused**: an entry the walk reaches that is not an
+address, a broken quoted string, a repeated parameter. The request gets a ``400`` (the endpoint
+does not run) and one line is logged at INFO on ``tophat.proxy``: the proxy is misconfigured, or
+passed on something it should have replaced, and guessing the client from another header, or
+taking the proxy for the client, would be wrong either way. A forwarded host that is not a valid
+``host[:port]`` or a proto other than ``http``/``https`` is dropped on its own (logged at
+DEBUG). Headers from an untrusted peer are ignored (left in ``req.headers`` untouched, never
+applied).
 
-Malformed headers from a trusted peer (an entry the walk reaches that is not an address, a
-broken quoted string, a repeated parameter) are ignored as a whole and logged at DEBUG on
-``tophat.proxy``; the request goes on with the peer's own address. A forwarded host that is not
-a valid ``host[:port]`` or a proto other than ``http``/``https`` is dropped on its own.
-Headers from an untrusted peer are ignored (left in ``req.headers`` untouched, never applied).
+Parsing takes time linear in the header's length, whatever its content (see ``_forwarded``).
 """
 
 from __future__ import annotations
@@ -55,10 +72,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
+from typing import Literal
 
 from .._connection import Endpoint
+from .._headers import Headers
 from .._request import Request
 from .._writer import ResponseWriter, ResponseWritten
+from ..glitch import Glitch
 from . import Middleware
 from ._forwarded import (
     _Forward,
@@ -70,7 +90,7 @@ from ._forwarded import (
     _walk_x_forwarded,
 )
 
-__all__ = ["FORWARDED_HOST_KEY", "PEER_KEY", "forwarded_host", "proxy_headers"]
+__all__ = ["FORWARDED_HOST_KEY", "PEER_KEY", "HeaderFamily", "forwarded_host", "proxy_headers"]
 
 log = logging.getLogger("tophat.proxy")
 
@@ -81,7 +101,6 @@ PEER_KEY = "tophat.proxy.peer"
 
 _LOOPBACK = ("127.0.0.1", "::1")
 _SCHEMES = {"http": "http", "https": "https"}
-_X_FORWARDED = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
 
 
 def _networks(trusted: Iterable[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -121,11 +140,24 @@ def _networks(trusted: Iterable[str]) -> tuple[list[tuple[int, int]], list[tuple
     return v4, v6
 
 
+HeaderFamily = Literal["x-forwarded", "forwarded"]
+
+# What each family reads, and the header named when one of its values is malformed (only the
+# client list can be: a proto or host that is not valid is dropped on its own).
+_FAMILIES: dict[str, tuple[str, ...]] = {
+    "x-forwarded": ("x-forwarded-for", "x-forwarded-proto"),
+    "forwarded": ("forwarded",),
+}
+_CLIENT_FIELD = {"x-forwarded": "X-Forwarded-For", "forwarded": "Forwarded"}
+
+
 def proxy_headers(
     trusted: Iterable[str] | None = None,
     *,
-    use_forwarded: bool = True,
-    use_x_forwarded: bool = True,
+    headers: HeaderFamily | None = None,
+    x_forwarded_host: bool = False,
+    use_forwarded: bool | None = None,
+    use_x_forwarded: bool | None = None,
     trust_unix_socket: bool = False,
     trust_all: bool = False,
 ) -> Middleware:
@@ -135,9 +167,15 @@ def proxy_headers(
         trusted: addresses and CIDR networks of your proxies, e.g.
             ``["127.0.0.1", "::1", "10.0.0.0/8"]``. Default: loopback only (``127.0.0.1``,
             ``::1``). An IPv4-mapped IPv6 peer (``::ffff:127.0.0.1``) matches its IPv4 form.
-        use_forwarded: read ``Forwarded`` (RFC 7239). When a trusted peer sends it, the
-            ``X-Forwarded-*`` headers are not read.
-        use_x_forwarded: read ``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``.
+        headers: the one family of headers your proxy sets: ``"x-forwarded"`` (the default:
+            ``X-Forwarded-For`` and ``X-Forwarded-Proto``) or ``"forwarded"`` (RFC 7239
+            ``Forwarded``). The other family is never read.
+        x_forwarded_host: also read ``X-Forwarded-Host`` (with ``headers="x-forwarded"``).
+            Only if your proxy sets or clears it: most pass a client's on.
+        use_forwarded: the older spelling: ``True`` means ``headers="forwarded"``, ``False``
+            means ``headers="x-forwarded"``.
+        use_x_forwarded: the older spelling: ``True`` means ``headers="x-forwarded"``,
+            ``False`` means ``headers="forwarded"``.
         trust_unix_socket: trust peers without an address (``req.client is None``): the
             server listens on a Unix domain socket, which a proxy on the same host connects to.
             Only the proxy should be able to open that socket (mind its file permissions).
@@ -148,16 +186,24 @@ def proxy_headers(
 
     Raises:
         ValueError: for an entry that is not an address or network (host names are not
-            resolved), a ``'*'`` entry (use ``trust_all``), nothing to trust, or no header kind.
+            resolved), a ``'*'`` entry (use ``trust_all``), nothing to trust, an unknown
+            ``headers`` family, or switches that ask for both families, or none, or
+            ``X-Forwarded-Host`` with ``Forwarded``.
+
+    A malformed header from a trusted peer makes the request a 400 (see the module's text).
 
     Example::
 
-        app = proxy_headers(["10.0.0.0/8"], use_forwarded=False)(router)
+        app = proxy_headers(["10.0.0.0/8"])(router)
         # peer 10.0.0.5 sends "X-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.0.0.9"
         # -> req.client == ("203.0.113.7", 0): 10.0.0.9 is a proxy, 6.6.6.6 is forged
     """
-    if not (use_forwarded or use_x_forwarded):
-        raise ValueError("use_forwarded and use_x_forwarded are both off: nothing would be read")
+    family = _family(headers, use_forwarded, use_x_forwarded)
+    if x_forwarded_host and family != "x-forwarded":
+        raise ValueError(
+            "x_forwarded_host=True goes with headers='x-forwarded'; with headers='forwarded' "
+            "the host is Forwarded's host= parameter"
+        )
     if trust_all and trusted is not None:
         raise ValueError("trust_all=True trusts every address; leave trusted unset with it")
     v4, v6 = _networks(_LOOPBACK if trusted is None else trusted)
@@ -167,6 +213,8 @@ def proxy_headers(
             "(or pass trust_unix_socket=True for a proxy on a Unix socket)"
         )
     trust_no_address = trust_unix_socket or trust_all
+    read_names = (*_FAMILIES[family], *(("x-forwarded-host",) if x_forwarded_host else ()))
+    client_field = _CLIENT_FIELD[family]
 
     def ip_trusted(version: int, value: int) -> bool:
         if trust_all:
@@ -184,19 +232,23 @@ def proxy_headers(
         addr = _peer_addr(host)
         return addr is not None and ip_trusted(*addr)
 
+    def read_forwarded(fields: Headers) -> _Forward | None:
+        lines = fields.get_all("forwarded")
+        return _walk_forwarded(", ".join(lines), ip_trusted) if lines else None
+
+    def read_x_forwarded(fields: Headers) -> _Forward | None:
+        return _walk_x_forwarded(fields, ip_trusted, read_host=x_forwarded_host)
+
+    read = read_forwarded if family == "forwarded" else read_x_forwarded
+
     def forward(req: Request) -> None:
-        headers = req.headers
-        lines = headers.get_all("forwarded") if use_forwarded else None
         try:
-            if lines:
-                found: _Forward | None = _walk_forwarded(", ".join(lines), ip_trusted)
-            elif use_x_forwarded:
-                found = _walk_x_forwarded(headers, ip_trusted)
-            else:
-                return
+            found = read(req.headers)
         except _Malformed as exc:
-            log.debug("ignoring forwarding headers from %s: %s", _peer(req.client), exc)
-            return
+            # No fallback, to the other family or to the peer's address: either would be a
+            # guess about who the client is. One line, at INFO: the proxy needs fixing.
+            log.info("refusing a request from %s: bad %s: %s", _peer(req.client), client_field, exc)
+            raise Glitch(400, f"Invalid {client_field} header", cause=exc) from None
         if found is None:
             return
         req.ext[PEER_KEY] = req.client
@@ -221,7 +273,7 @@ def proxy_headers(
             if peer_trusted(peer[0]) if peer is not None else trust_no_address:
                 forward(req)
             elif log.isEnabledFor(logging.DEBUG) and any(
-                name in req.headers for name in ("forwarded", *_X_FORWARDED)
+                name in req.headers for name in read_names
             ):
                 log.debug("ignoring forwarding headers from untrusted peer %s", _peer(peer))
             return await endpoint(req, w)
@@ -229,6 +281,35 @@ def proxy_headers(
         return proxy_endpoint
 
     return middleware
+
+
+def _family(
+    headers: str | None, use_forwarded: bool | None, use_x_forwarded: bool | None
+) -> HeaderFamily:
+    """The one header family to read, from ``headers=`` or the older two switches."""
+    if headers is not None and headers not in _FAMILIES:
+        raise ValueError(
+            f"headers={headers!r}: expected 'x-forwarded' (X-Forwarded-For/-Proto) or "
+            "'forwarded' (RFC 7239), whichever your proxy sets"
+        )
+    if use_forwarded is None and use_x_forwarded is None:
+        return "forwarded" if headers == "forwarded" else "x-forwarded"
+    # One switch given: the other is its opposite. Both given: they must pick one family.
+    rfc = use_forwarded if use_forwarded is not None else not use_x_forwarded
+    x = use_x_forwarded if use_x_forwarded is not None else not use_forwarded
+    if rfc and x:
+        raise ValueError(
+            "use_forwarded and use_x_forwarded are both on: a client could send the family your "
+            "proxy does not set; pass headers='x-forwarded' or headers='forwarded'"
+        )
+    if not (rfc or x):
+        raise ValueError("use_forwarded and use_x_forwarded are both off: nothing would be read")
+    family: HeaderFamily = "forwarded" if rfc else "x-forwarded"
+    if headers is not None and headers != family:
+        raise ValueError(
+            f"headers={headers!r} contradicts use_forwarded/use_x_forwarded; pass headers= only"
+        )
+    return family
 
 
 def forwarded_host(req: Request) -> str | None:
