@@ -245,6 +245,27 @@ async def test_connections_beyond_the_limit_get_503_and_are_closed(serving: Serv
             assert a.h11.trailing_data == (b"", False)
 
 
+async def test_a_burst_past_the_limit_logs_one_warning_with_a_count(
+    serving: Serving, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each refused connection used to log its own WARNING: a burst of clients flooded the log."""
+    async with (
+        serving(hello, max_connections=1) as server,
+        connected(server.port) as a,
+    ):
+        with anyio.fail_after(5):
+            await a.send(get("a"))
+            assert (await a.response())[0] == 200
+            for _ in range(20):
+                async with connected(server.port) as extra:
+                    await extra.send(get("extra"))
+                    [resp] = parse_responses(await extra.read_all())
+                    assert resp.status == 503
+    lines = [r.getMessage() for r in caplog.records if "connection limit" in r.getMessage()]
+    assert lines == ["connection limit (1) reached: answering 503; 1 connection(s) refused "
+                     "since the last warning"]  # fmt: skip
+
+
 async def test_a_closed_connection_frees_its_place_under_the_limit(serving: Serving) -> None:
     async with serving(hello, max_connections=1) as server:
         with anyio.fail_after(5):

@@ -22,7 +22,7 @@ from ._asyncio_conn import _Conn
 from ._connection import Endpoint
 from ._opts import ServerOpts
 from ._serialize import LINGER
-from ._serve import ACCEPT_IGNORED, AcceptFailures
+from ._serve import ACCEPT_IGNORED, AcceptFailures, Throttled
 from ._stream import Phase, socket_address
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
@@ -47,6 +47,11 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._acceptors: list[_Acceptor] = []
         self._accept_failures = AcceptFailures()
+        # (a burst of clients past the limit must not flood the log: one line per interval)
+        self.overloaded = Throttled(
+            "connection limit (%s) reached: answering 503; %d connection(s) refused since the "
+            "last warning"
+        )
         self._uds: tuple[str, int] | None = None
         self.tls = False
         self._locals: dict[Any, tuple[str, int] | None] = {}

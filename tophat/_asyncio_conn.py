@@ -101,7 +101,7 @@ class _Conn(asyncio.BufferedProtocol):
         server = self._server
         limit = self._opts.max_connections
         if server._closing or (limit is not None and len(server._conns) >= limit):
-            log.warning("connection limit (%s) reached: answering 503", limit)
+            server.overloaded(limit)
             transport.write(OVERLOADED)
             self._linger_close()
             return

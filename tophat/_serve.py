@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ._connection import Endpoint
 from ._opts import ServerOpts
 
-__all__ = ["AcceptFailures", "Runtime", "raise_fd_limit", "serve", "serve_trio"]
+__all__ = ["AcceptFailures", "Runtime", "Throttled", "raise_fd_limit", "serve", "serve_trio"]
 
 log = logging.getLogger("tophat.server")
 
@@ -220,43 +220,57 @@ ACCEPT_IGNORED = frozenset(
 )
 
 
+class Throttled:
+    """A warning about something that can happen many times a second (a flood of clients):
+    logged when it first happens, then at most once per ``INTERVAL``, with how many times it
+    happened since the last one. ``message`` takes the call's arguments, then that count."""
+
+    INTERVAL = 10.0
+
+    __slots__ = ("_clock", "_count", "_message", "_next_report")
+
+    def __init__(self, message: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._message = message
+        self._clock = clock
+        self._count = 0  # since the last warning
+        self._next_report = float("-inf")
+
+    def __call__(self, *args: object) -> None:
+        self._count += 1
+        now = self._clock()
+        if now < self._next_report:
+            return
+        log.warning(self._message, *args, self._count)
+        self._count = 0
+        self._next_report = now + self.INTERVAL
+
+
 class AcceptFailures:
     """accept() failing for lack of resources: how long to pause, and a log that stays small.
 
     A listening server that runs out of descriptors gets the same error on every accept() until
     a connection closes; the kernel keeps queueing connections meanwhile. The runtime stops
     accepting for ``PAUSE`` seconds after each failure and reports it here: the first failure
-    logs one warning, then at most one per ``INTERVAL`` counting the failures since (CPython's
-    own accept loop logged a traceback per try: 490 137 lines in 10 s under
+    logs one warning, then at most one per ``Throttled.INTERVAL`` counting the failures since
+    (CPython's own accept loop logged a traceback per try: 490 137 lines in 10 s under
     ``prlimit --nofile=600``).
     """
 
     PAUSE = 0.1
-    INTERVAL = 10.0
+    INTERVAL = Throttled.INTERVAL
 
-    __slots__ = ("_clock", "_failed", "_next_report")
+    __slots__ = ("_warn",)
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._failed = 0  # since the last warning
-        self._next_report = float("-inf")
+        self._warn = Throttled(
+            "cannot accept connections (%s): retrying every %.1f s%s; %d failure(s) since the "
+            "last warning",
+            clock,
+        )
 
     def failed(self, exc: OSError) -> None:
         """Count one failed accept(); log if the last warning is ``INTERVAL`` old."""
-        self._failed += 1
-        now = self._clock()
-        if now < self._next_report:
-            return
-        log.warning(
-            "cannot accept connections (%s): retrying every %.1f s, %d failure(s) since the "
-            "last warning%s",
-            exc,
-            self.PAUSE,
-            self._failed,
-            _ACCEPT_ADVICE.get(exc.errno, ""),
-        )
-        self._failed = 0
-        self._next_report = now + self.INTERVAL
+        self._warn(exc, self.PAUSE, _ACCEPT_ADVICE.get(exc.errno, ""))
 
 
 _ACCEPT_ADVICE: dict[int | None, str] = {

@@ -29,7 +29,7 @@ from ._asyncio import listen_url
 from ._connection import Connection, Endpoint
 from ._opts import ServerOpts
 from ._serialize import OVERLOADED
-from ._serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures
+from ._serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures, Throttled
 from ._stream import Phase, StreamClosed, StreamTimeout
 from ._trio_conn import _close, _Conn, _TLSConn
 
@@ -42,6 +42,8 @@ _BACKLOG = 2048
 # client leaving (see _watch): one that has run for a whole tick gets one, so a departure is
 # seen within two ticks, and a quick request costs no task.
 _SWEEP_TICK = 0.05
+
+
 class TrioServer:
     """A listening trio server running ``accept`` per connection; made by :func:`serve`.
 
@@ -77,6 +79,12 @@ class TrioServer:
         self._running = False  # _run started, so _closed will be set
         self._closed = trio.Event()  # every connection is closed
         self._accept_failures = AcceptFailures(trio.current_time)
+        # (a burst of clients past the limit must not flood the log: one line per interval)
+        self.overloaded = Throttled(
+            "connection limit (%s) reached: answering 503; %d connection(s) refused since the "
+            "last warning",
+            trio.current_time,
+        )
         self._watched: set[_Conn] = set()  # in the "handler" phase (see _watch)
         self._tick = 0  # sweeps so far
         self._sweeping = False
@@ -213,7 +221,7 @@ class TrioServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = make(self, sock, peer)
             if limit is not None and len(self._conns) >= limit:
-                log.warning("connection limit (%s) reached: answering 503", limit)
+                self.overloaded(limit)
                 self._draining.add(conn)
                 nursery.start_soon(self._refuse, conn)
             else:
