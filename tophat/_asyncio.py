@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any
@@ -99,10 +100,10 @@ class Server:
         if ssl is not None and self.opts.head_timeout is not None:
             # A stalled TLS handshake is a stalled head: same limit (asyncio's default is 60 s).
             tls["ssl_handshake_timeout"] = self.opts.head_timeout
-        if ssl is not None:
+        if ssl is not None and sys.version_info >= (3, 11):
             # How long a closing TLS connection waits for the client's close_notify (reading
             # and discarding meanwhile): the linger of a plain TCP close (asyncio's default is
-            # 30 s).
+            # 30 s; Python 3.10's create_server has no such argument).
             tls["ssl_shutdown_timeout"] = LINGER
         # On CPython's selector loop we accept ourselves (see _Acceptor); uvloop's libuv and
         # the proactor loop accept well, and keep their own.
