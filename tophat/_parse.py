@@ -15,6 +15,7 @@ checked once, for both, by ``_validate``; responses are written by ``_serialize`
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal, Protocol
 
 import h11
@@ -153,12 +154,86 @@ def _have_httptools() -> bool:
 AUTO: Literal["h11", "httptools"] = "httptools"
 
 
-def make_parser(name: ParserName, max_head_size: int) -> Parser:
+#: ``ServerOpts().max_header_count``, for a parser made without one.
+DEFAULT_MAX_FIELDS: Final = 100
+
+
+def make_parser(
+    name: ParserName, max_head_size: int, max_fields: int = DEFAULT_MAX_FIELDS
+) -> Parser:
+    """A parser; ``max_head_size`` and ``max_fields`` bound a head and its trailer section
+    together (the trailers of a chunked request count against the head's limits)."""
     if resolve_parser(name) == "httptools":
         from ._parse_httptools import HttptoolsParser
 
-        return HttptoolsParser(max_head_size)
-    return H11Parser(max_head_size)
+        return HttptoolsParser(max_head_size, max_fields)
+    return H11Parser(max_head_size, max_fields)
+
+
+def checked_end(trailers: list[tuple[bytes, bytes]], values_checked: bool) -> End:
+    """The End of a chunked body with these trailer fields, once the strict layer let them
+    through (RFC 9110 §6.5.1); else raises ParseError."""
+    if not trailers:
+        return _END_NO_TRAILERS
+    from ._validate import check_trailers  # (_validate imports this module)
+
+    refusal = check_trailers(trailers, values_checked)
+    if refusal is not None:
+        raise ParseError(*refusal)
+    return End(trailers)
+
+
+# RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS chunk-ext-name
+# [ BWS "=" BWS chunk-ext-val ] ), a name a token, a value a token or a quoted-string (RFC 9110
+# §5.6.2, §5.6.4). h11 takes anything from ";" to the CRLF (a bare CR too) and whitespace before
+# it ("5 \r\n"); llhttp refuses both, and takes no BWS. A chunk line h11 delimited must match
+# this (without BWS, as llhttp: tests/test_rfc9112.py pins the BWS cases as a kept deviation),
+# so both parsers refuse the same lines. (A check of a line h11 found, not a chunk parser.)
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"[0-9A-Fa-f]+(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*\r\n"
+)
+
+
+class _StrictBuffer(ReceiveBuffer):
+    """h11's receive buffer, refusing in the lines h11 delimits what llhttp refuses.
+
+    h11 ends a line at a bare LF, unfolds obs-fold and takes any chunk extension; llhttp answers
+    400 to all three, as RFC 9112 allows (§2.2: a recipient MAY accept a bare LF; §5.2: a server
+    MUST either reject obs-fold with 400 or replace it). Parsers that disagree about where a line
+    ends are how requests get smuggled (RFC 9112 §11.2), so h11 refuses them too. It records the
+    size of each field section it takes (the trailer section counts against the head limits).
+    """
+
+    section = 0  # bytes of the last field section (head or trailers) taken, CRLFs included
+
+    def maybe_extract_lines(self) -> list[bytearray] | None:
+        size = len(self._data)
+        lines = super().maybe_extract_lines()
+        if lines is None:
+            return None
+        size -= len(self._data)
+        self.section = size
+        # h11 split the section at LF and took one CR off the end of each line: every line
+        # ended in CRLF exactly when the section is its lines plus a CRLF each, plus the empty
+        # line's CRLF.
+        if size != sum(map(len, lines)) + 2 * len(lines) + 2:
+            raise h11.RemoteProtocolError("bare LF line ending", 400)
+        for line in lines:
+            if line[:1] in _FOLD:
+                raise h11.RemoteProtocolError("obsolete line folding", 400)
+        return lines
+
+    def maybe_extract_next_line(self) -> bytearray | None:
+        # (ChunkedReader's chunk-size lines are the only lines h11 takes one at a time.)
+        line = super().maybe_extract_next_line()
+        if line is not None and _CHUNK_LINE.fullmatch(line) is None:
+            raise h11.RemoteProtocolError(f"illegal chunk line: {bytes(line)!r}", 400)
+        return line
+
+
+_FOLD = (b" ", b"\t")
 
 
 class H11Parser:
@@ -173,22 +248,38 @@ class H11Parser:
     (``Connection()``, ``receive_data`` and ``next_event`` 12.8 µs vs 7.1 µs for the readers
     on a one-field GET). These are h11 internals: pyproject pins h11's minor version and
     ``tests/test_h11_leniency.py`` pins what we use, and checks our events against
-    ``h11.Connection``'s.
+    ``h11.Connection``'s. The buffer is a :class:`_StrictBuffer`: what h11 accepts and llhttp
+    refuses in the lines h11 delimits is refused (docs/parsers.md).
     """
 
-    __slots__ = ("_buffer", "_done", "_eof", "_max", "_reader", "_skipped_empty_line")
+    __slots__ = (
+        "_buffer",
+        "_done",
+        "_eof",
+        "_error",
+        "_fields_left",
+        "_max",
+        "_max_fields",
+        "_reader",
+        "_room",
+        "_skipped_empty_line",
+    )
 
     values_checked = False  # h11 lets control characters other than CR, LF, NUL through
 
-    def __init__(self, max_head_size: int) -> None:
+    def __init__(self, max_head_size: int, max_fields: int = DEFAULT_MAX_FIELDS) -> None:
         self._max = max_head_size
+        self._max_fields = max_fields
         # Made on a request's first byte, dropped between requests when empty: an idle
         # keep-alive connection holds no parser state.
-        self._buffer: ReceiveBuffer | None = None
+        self._buffer: _StrictBuffer | None = None
         self._reader: ContentLengthReader | ChunkedReader | None = None  # None: a head next
         self._done = False  # the request ended; next_cycle() before the next one
         self._eof = False
+        self._error: ParseError | None = None  # once refused, always refused
         self._skipped_empty_line = False  # before this request's line (one is ignored)
+        # What a chunked request's trailer section may still take of the head's limits.
+        self._room = self._fields_left = 0
 
     @property
     def at_eof(self) -> bool:
@@ -198,12 +289,16 @@ class H11Parser:
         if not data:
             self._eof = True
             return
-        if self._buffer is None:
-            self._buffer = ReceiveBuffer()
-        self._buffer += data
+        buf = self._buffer
+        if buf is None:
+            buf = self._buffer = _StrictBuffer()
+        buf.__iadd__(data)  # (+= would retype it as h11's ReceiveBuffer)
 
     def buffered(self) -> int:
-        return len(self._buffer) if self._buffer is not None else 0
+        # The empty line ignored before this request's line counts: bytes of the next request
+        # were received, so its head timeout runs (and an idle one does not restart).
+        n = len(self._buffer) if self._buffer is not None else 0
+        return n + 2 if self._skipped_empty_line else n
 
     def holds_next(self) -> bool:
         return self._done and bool(self._buffer)
@@ -212,6 +307,15 @@ class H11Parser:
         return self._buffer is not None and self._buffer._data.startswith(b"HEAD ")
 
     def next_event(self) -> Event:
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next_event()
+        except ParseError as exc:
+            self._error = exc
+            raise
+
+    def _next_event(self) -> Event:
         if self._done:
             raise RuntimeError("the request ended: call next_cycle() first")
         buf = self._buffer
@@ -219,48 +323,58 @@ class H11Parser:
             return CLOSED if self._eof and self._reader is None else self._need_data(0)
         try:
             if self._reader is None:
-                before = len(buf)
-                # (h11 consumes the head's lines before it may refuse them: whether it is a HEAD
-                # request, whose refusal carries no content, is read first.)
-                head_request = self.head_pending()
-                try:
-                    request = maybe_read_from_IDLE_client(buf)
-                except h11.ProtocolError as exc:
-                    if str(exc) != "no request line received" or self._skipped_empty_line:
-                        raise self._error(exc, b"HEAD" if head_request else None) from exc
-                    # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF)
-                    # before a request-line (as after a POST body from an old client). h11
-                    # consumed it; we ignore one per request, and refuse a second.
-                    self._skipped_empty_line = True
-                    return self.next_event()
-                if request is None:
-                    if not buf and self._eof:
-                        return CLOSED
-                    return self._need_data(len(buf))
-                # raw_items() and lower(): twice as fast as iterating the Headers sequence.
-                fields = [(name.lower(), value) for name, value in request.headers.raw_items()]
-                self._reader = _body_reader(fields)
-                return Head(
-                    request.method,
-                    request.target,
-                    request.http_version,
-                    fields,
-                    before - len(buf),
-                )
+                return self._head(buf)
             event = self._reader(buf)
             if event is None:
                 if self._eof and not buf:
                     self._reader.read_eof()  # raises: the body is incomplete
                 return self._need_data(len(buf))
         except h11.ProtocolError as exc:
-            raise self._error(exc) from exc
+            raise self._error_of(exc) from exc
         if isinstance(event, h11.Data):
             return bytes(event.data)
         self._done = True
         trailers = event.headers
         if not trailers:
             return _END_NO_TRAILERS
-        return End([(name.lower(), value) for name, value in trailers.raw_items()])
+        # The trailer section counts against what the head left of its limits.
+        if buf.section > self._room or len(trailers) > self._fields_left:
+            raise ParseError(431, "Request header fields too large (trailers)")
+        return checked_end(
+            [(name.lower(), value) for name, value in trailers.raw_items()], self.values_checked
+        )
+
+    def _head(self, buf: _StrictBuffer) -> Event:
+        before = len(buf)
+        # (h11 consumes the head's lines before it may refuse them: whether it is a HEAD
+        # request, whose refusal carries no content, is read first.)
+        head_request = self.head_pending()
+        try:
+            request = maybe_read_from_IDLE_client(buf)
+        except h11.ProtocolError as exc:
+            if self._skipped_empty_line:
+                raise self._error_of(exc, b"HEAD" if head_request else None) from exc
+            if str(exc) == "no request line received":
+                # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) before
+                # a request-line (as after a POST body from an old client). h11 consumed it;
+                # we ignore one per request, and refuse a second.
+                self._skipped_empty_line = True
+                return self._next_event()
+            if buf._data == b"\r" and not self._eof:
+                return NEED_DATA  # (h11 refuses a lone CR at once: it may start that CRLF)
+            raise self._error_of(exc, b"HEAD" if head_request else None) from exc
+        if request is None:
+            if not buf and self._eof:
+                return CLOSED
+            return self._need_data(len(buf))
+        # raw_items() and lower(): twice as fast as iterating the Headers sequence.
+        fields = [(name.lower(), value) for name, value in request.headers.raw_items()]
+        size = before - len(buf)
+        self._reader = reader = _body_reader(fields)
+        if type(reader) is ChunkedReader:
+            self._room = self._max - size
+            self._fields_left = self._max_fields - len(fields)
+        return Head(request.method, request.target, request.http_version, fields, size)
 
     def _need_data(self, buffered: int) -> Event:
         # What h11.Connection.next_event checks when it has to wait for more input.
@@ -273,7 +387,7 @@ class H11Parser:
             raise ParseError(400, "peer unexpectedly closed connection")
         return NEED_DATA
 
-    def _error(self, exc: h11.ProtocolError, method: bytes | None = None) -> ParseError:
+    def _error_of(self, exc: h11.ProtocolError, method: bytes | None = None) -> ParseError:
         status = exc.error_status_hint
         if status == 501 and "Transfer-Encoding" in str(exc):
             # h11 refuses every coding but chunked while parsing the head, dropping the

@@ -6,6 +6,12 @@ the queue is empty, so the queue never holds more than one read's worth of event
 
 Where llhttp and h11 differ, the strict layer (``_validate``) and the statuses below keep the
 answers the same; what remains different is listed in ``docs/parsers.md``.
+
+llhttp keeps no count of what it skipped or buffered, so the adapter keeps three: the empty
+lines llhttp skips before a request-line (one is allowed, RFC 9112 §2.2), the bytes of a head in
+progress (a memory guard, and what puts the connection in its head timeout), and the bytes of
+reads that bring no content while a body is read (llhttp buffers the pieces of a trailer field
+until it ends: without this, an endless trailer section grew without limit).
 """
 
 from __future__ import annotations
@@ -14,7 +20,17 @@ import re
 
 import httptools
 
-from ._parse import _END_NO_TRAILERS, CLOSED, NEED_DATA, End, Event, Head, ParseError
+from ._parse import (
+    _END_NO_TRAILERS,
+    CLOSED,
+    DEFAULT_MAX_FIELDS,
+    NEED_DATA,
+    End,
+    Event,
+    Head,
+    ParseError,
+    checked_end,
+)
 
 __all__ = ["HttptoolsParser"]
 
@@ -24,12 +40,21 @@ _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 
 
 class _Stop(Exception):
-    """Raised from a callback to stop llhttp: a limit was crossed."""
+    """Raised from a callback to stop llhttp: a limit was crossed, or a rule broken."""
+
+    def __init__(self, status: int, reason: str, *, in_request: bool = True) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.in_request = in_request  # False: before a request-line (no method to tell)
 
 
 # A request-line whose version is well-formed (RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "."
 # DIGIT) although llhttp refused it.
 _VERSIONED_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?\n")
+
+# What llhttp skips before a request-line: any run of CR and LF.
+_CR_LF_RUN = re.compile(rb"[\r\n]*")
 
 
 def _error_status(exc: Exception, data: bytes) -> int:
@@ -46,45 +71,88 @@ def _error_status(exc: Exception, data: bytes) -> int:
 
 class HttptoolsParser:
     __slots__ = (
+        "_base",
+        "_body_fed",
+        "_chunked",
         "_data",
         "_eof",
         "_events",
         "_failed",
+        "_gap",
         "_head_done",
+        "_head_fed",
         "_headers",
         "_in_message",
+        "_mark",
         "_max",
+        "_max_fields",
         "_parser",
         "_pending",
         "_size",
+        "_start",
+        "_tail",
         "_trailers",
         "_url",
     )
 
     values_checked = True  # llhttp refuses control characters (but HTAB) in field values
 
-    def __init__(self, max_head_size: int) -> None:
+    def __init__(self, max_head_size: int, max_fields: int = DEFAULT_MAX_FIELDS) -> None:
         self._max = max_head_size
+        self._max_fields = max_fields  # a head and its trailer section together
         self._events: list[Event | ParseError] = []
         # Made on the first byte of a request and dropped between requests: an idle keep-alive
         # connection holds no parser.
         self._parser: httptools.HttpRequestParser | None = None
         self._eof = False
-        self._data = b""  # the bytes being fed (to classify llhttp's errors)
+        self._data = b""  # the bytes being fed (to classify llhttp's errors, and to count)
+        self._base = 0  # where in them llhttp started (after an ignored Upgrade request)
         self._failed = False
         self._in_message = False
         self._head_done = False
-        self._pending = 0  # bytes fed since the current head began (a memory guard)
+        # A head in progress: the bytes fed since it began; a body: the bytes of reads that
+        # brought none of its content. (A memory guard on top of the callbacks' size checks.)
+        self._pending = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._trailers: list[tuple[bytes, bytes]] = []
-        self._size = 0
+        self._size = 0  # the head's size; then the head's and its trailer section's
+        self._chunked = False  # the request has Transfer-Encoding
+        # Where requests begin and end in the bytes being fed, to count the empty lines llhttp
+        # skips between them. ``_mark``: where the last request ended (None: inside a request,
+        # or not known: after a chunked body, whose end we cannot locate without parsing its
+        # chunks). ``_start``: where the current one began (None: in an earlier read; -1: not
+        # known). ``_gap``: what llhttp skipped since the last request ended.
+        self._mark: int | None = None
+        self._start: int | None = None
+        self._gap = b""
+        self._head_fed = False  # the current head ended in the bytes being fed
+        self._body_fed = 0  # content bytes of the current request in the bytes being fed
+        self._tail = b""  # the last bytes of a head in progress (its end may straddle reads)
 
     # -- llhttp callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        mark = self._mark
+        if mark is None:
+            self._start = None if self._in_message else -1
+        else:
+            # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received
+            # prior to the request-line. llhttp skips any number of CRs and LFs; we allow one
+            # CRLF, as h11 does (more held a connection open, one CRLF every few seconds).
+            data = self._data
+            run = _CR_LF_RUN.match(data, mark)
+            start = run.end() if run is not None else mark  # (it always matches)
+            if (start != mark or self._gap) and (
+                start - mark > 2 or self._gap + data[mark:start] != b"\r\n"
+            ):
+                raise _Stop(400, "more than one empty line", in_request=False)
+            self._start = start
+        self._gap = b""
+        self._mark = None
         self._in_message = True
-        self._head_done = False
+        self._head_done = self._head_fed = self._chunked = False
+        self._pending = 0
         self._url = b""
         self._headers = []
         self._trailers = []
@@ -94,44 +162,79 @@ class HttptoolsParser:
         self._url += url
         self._size += len(url)
         if self._size > self._max:
-            raise _Stop(414)
+            raise _Stop(414, "request-target too long")
 
     def on_header(self, name: bytes, value: bytes | None) -> None:
         raw = value or b""
         # RFC 9112 §5.1 / RFC 9110 §5.5: whitespace around a field value is not part of it;
         # llhttp drops the leading whitespace but keeps the trailing (h11 drops both).
         field = (name.lower(), raw.rstrip(b" \t"))
+        self._size += len(name) + len(raw) + 4
         if self._head_done:
+            # A trailer field: the section counts against the head's limits (h11 refuses a
+            # section over max_head_size too).
             self._trailers.append(field)
+            if self._size > self._max or (
+                len(self._headers) + len(self._trailers) > self._max_fields
+            ):
+                raise _Stop(431, "trailer section too large")
             return
         self._headers.append(field)
-        self._size += len(name) + len(raw) + 4
         if self._size > self._max:
-            raise _Stop(431)
+            raise _Stop(431, "request head too large")
+        if field[0] == b"transfer-encoding":
+            self._chunked = True
+            # RFC 9110 §5.6.1.2 asks a recipient to ignore empty list elements; llhttp ignores
+            # a leading one (", chunked"), h11 none. Framing is where two parsers must agree
+            # (RFC 9112 §11.2): refused, as h11 does (tests/test_rfc9112.py pins the deviation).
+            if not all(element.strip(b" \t") for element in field[1].split(b",")):
+                raise _Stop(400, "empty element in Transfer-Encoding")
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None
-        self._head_done = True
-        self._pending = 0
+        self._head_done = self._head_fed = True
+        self._pending = self._body_fed = 0
         method = parser.get_method()
         text = parser.get_http_version()
         version = _VERSIONS.get(text) or text.encode()
         if version == b"0.9" and b" HTTP/0.9" not in self._data:
             # llhttp takes a request-line without a version ("GET /") for HTTP/0.9; h11 refuses
             # it as malformed, and so do we: 400. (An explicit "HTTP/0.9" gets 505 below.)
-            raise _Stop(400)
+            raise _Stop(400, "request-line without a version")
         # The size as h11 counts it: request line and header lines, CRLFs included
         # (``_size`` holds the target and the header lines already).
         size = len(method) + len(version) + 9 + self._size + 2
+        self._size = size
         self._events.append(Head(method, self._url, version, self._headers, size))
 
     def on_body(self, body: bytes) -> None:
+        self._body_fed += len(body)
         self._events.append(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        self._events.append(End(self._trailers) if self._trailers else _END_NO_TRAILERS)
+        # Where the request ended: known after a head without content or a Content-Length
+        # body, not after a chunked one (we do not parse chunks).
+        self._mark = None if self._chunked else self._end_of_request()
+        trailers = self._trailers
+        self._events.append(checked_end(trailers, True) if trailers else _END_NO_TRAILERS)
+
+    def _end_of_request(self) -> int | None:
+        base, start = self._base, self._start
+        if not self._head_fed:
+            return base + self._body_fed  # the content began with these bytes
+        data = self._data
+        if start is None:  # the head began in an earlier read; its end may straddle the two
+            tail = self._tail
+            i = (tail + data[base : base + 3]).find(b"\r\n\r\n") if tail else -1
+            if i != -1:
+                return base + i + 4 - len(tail) + self._body_fed
+            start = base
+        elif start < 0:
+            return None
+        # llhttp refuses a bare LF and obs-fold: the head it took ends at its first empty line.
+        return data.find(b"\r\n\r\n", start) + 4 + self._body_fed
 
     # -- the parser interface -----------------------------------------------------------------
 
@@ -150,37 +253,91 @@ class HttptoolsParser:
             parser = self._parser = httptools.HttpRequestParser(self)
         self._data = data
         try:
-            parser.feed_data(data)
+            base: int | None = 0
+            while base is not None:  # (again after each ignored Upgrade request)
+                base = self._feed_from(parser, data, base)
+        finally:
+            self._data = b""
+
+    def _feed_from(self, parser: httptools.HttpRequestParser, data: bytes, base: int) -> int | None:
+        """Feed ``data[base:]``; where to go on after an ignored Upgrade request, else None."""
+        self._base = base
+        self._body_fed = 0
+        self._head_fed = False
+        if self._in_message:
+            self._mark = self._start = None  # (it began in an earlier read)
+        else:
+            self._mark = base
+        try:
+            parser.feed_data(memoryview(data)[base:] if base else data)
         except httptools.HttpParserUpgrade as exc:
             # An Upgrade (or CONNECT) request: llhttp ends it at its head, leaving what follows
             # to the new protocol. We never switch protocols (RFC 9110 §7.8 lets a server ignore
-            # Upgrade), so what follows is HTTP again: the next request. llhttp cannot read
-            # content after such a head, so a request that declares some is refused (501)
-            # rather than served without it.
-            self._data = b""
-            self._upgrade_ignored(data[exc.args[0] :])
-            return
+            # Upgrade), so what follows is HTTP again: the next request, fed in turn (not from
+            # here: hundreds of them in one read once exhausted the recursion limit).
+            end = base + exc.args[0]
+            return end if self._upgrade_ignored() and end < len(data) else None
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            status = cause.args[0] if isinstance(cause, _Stop) else 400
-            self._fail(ParseError(status, "request head refused", self._method()))
-            return
+            if isinstance(cause, _Stop):
+                method = self._method() if cause.in_request else None
+                self._fail(ParseError(cause.status, cause.reason, method))
+            elif isinstance(cause, ParseError):  # the strict layer refused the trailers
+                self._fail(ParseError(cause.status, str(cause), self._method()))
+            else:
+                self._fail(ParseError(400, "request refused", self._method()))
+            return None
         except httptools.HttpParserError as exc:
-            self._fail(ParseError(_error_status(exc, data), str(exc), self._method()))
-            return
-        finally:
-            self._data = b""
-        if self._in_message and not self._head_done:
-            # A head in progress (llhttp keeps its pieces): count it, for the head timeout and as
-            # a memory guard on top of the size checks in the callbacks.
-            self._pending += len(data)
-            if self._pending > self._max + len(data):
-                self._fail(ParseError(431, "request head too large"))
+            self._fail(ParseError(_error_status(exc, data[base:]), str(exc), self._method()))
+            return None
+        self._count(data, base)
+        return None
 
-    def _upgrade_ignored(self, rest: bytes) -> None:
+    def _count(self, data: bytes, base: int) -> None:
+        """After a read: the guards on what llhttp holds, and the empty lines it skipped."""
+        fed = len(data) - base
+        if self._in_message:
+            if not self._head_done:
+                # A head in progress (llhttp keeps its pieces): count it, for the head timeout
+                # and as a memory guard on top of the size checks in the callbacks. Only its own
+                # bytes: a previous request's in the same read are not its (a false 431).
+                start = self._start
+                if start is None:
+                    self._pending += fed
+                elif start >= 0:
+                    self._pending = len(data) - start
+                self._tail = data[-3:]
+                if self._pending > self._max + fed:
+                    self._fail(ParseError(431, "request head too large"))
+            elif self._body_fed:
+                self._pending = 0
+            else:
+                # A read without content: chunk lines, or the trailer section, whose field
+                # llhttp keeps in pieces until it ends (RFC 9112 §7.1.2). It counts against the
+                # head's limit, as in h11.
+                self._pending += fed
+                if self._pending > self._max:
+                    self._fail(ParseError(431, "trailer section too large", self._method()))
+            return
+        mark = self._mark
+        if mark is None:
+            self._gap = b""  # (after a chunked body: not known)
+        elif mark < len(data):
+            # What follows the last request: CRs and LFs llhttp skipped, the start of at most
+            # one empty line (RFC 9112 §2.2), or the connection is refused now.
+            gap = self._gap + data[mark : mark + 3]
+            if gap not in (b"\r", b"\r\n") or len(data) - mark > 2:
+                self._fail(ParseError(400, "more than one empty line"))
+                return
+            self._gap = gap
+
+    def _upgrade_ignored(self) -> bool:
+        """Go on after an Upgrade request's head: whether parsing may continue."""
         if self._in_message:  # (llhttp completes the request itself; this is a guard)
             self._in_message = False
             self._events.append(End([]))
+        # llhttp cannot read content after such a head, so a request that declares some is
+        # refused (501) rather than served without it.
         head_index = max(i for i, e in enumerate(self._events) if type(e) is Head)
         head = self._events[head_index]
         assert type(head) is Head
@@ -190,9 +347,8 @@ class HttptoolsParser:
         ):
             del self._events[head_index:]
             self._fail(ParseError(501, "content after an Upgrade request head", head.method))
-            return
-        if rest:
-            self.feed(rest)
+            return False
+        return True
 
     def _method(self) -> bytes | None:
         try:
@@ -214,7 +370,11 @@ class HttptoolsParser:
         return self._in_message and self._method() == b"HEAD"
 
     def buffered(self) -> int:
-        return self._pending if self._in_message and not self._head_done else 0
+        # Bytes of the next request received: an empty line before it counts (its head
+        # timeout runs from the first byte, and an idle one does not restart).
+        if self._in_message:
+            return 0 if self._head_done else max(self._pending, 1)
+        return len(self._gap)
 
     def next_event(self) -> Event:
         events = self._events
@@ -256,5 +416,6 @@ class HttptoolsParser:
         self._url = b""
         self._headers = []
         self._trailers = []
+        self._tail = b""
         if not self._events and not self._failed:
             self._parser = None

@@ -28,7 +28,7 @@ import re
 from ._opts import ServerOpts
 from ._parse import Head
 
-__all__ = ["Fields", "Refusal", "check_request"]
+__all__ = ["Fields", "Refusal", "check_request", "check_trailers"]
 
 Refusal = tuple[int, str]
 
@@ -164,7 +164,6 @@ class Fields:
         )
 
 
-
 # h11 refuses a Transfer-Encoding other than a single "chunked" while it parses the head, so the
 # codings are gone by the time we could look. RFC 9112 §6.3 requires 400 (and a close) when
 # chunked is not the final coding, and §7 forbids chunked twice; 501 for an unknown coding
@@ -257,4 +256,74 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
     limit = opts.max_body_size
     if limit is not None and f.content_length is not None and int(f.content_length) > limit:
         return 413, "Content Too Large"
+    return None
+
+
+# RFC 9110 §6.5.1: "Many fields cannot be processed outside the header section because their
+# evaluation is necessary prior to receiving the content, such as those that describe message
+# framing, routing, authentication, request modifiers, response controls, or content format. A
+# sender MUST NOT generate a trailer field unless the sender knows the corresponding header field
+# name's definition permits the field to be sent in trailers."  These request fields are of those
+# kinds, and none of their definitions permits a trailer: a request that sends one in its trailer
+# section comes from a broken or hostile sender, and is refused (400, close) rather than handing
+# the endpoint a Host or an Authorization that arrived after the content.
+_NOT_IN_TRAILERS: dict[bytes, str] = {
+    # framing (RFC 9112 §6; RFC 9110 §6.6.2 for Trailer itself)
+    b"content-length": "framing",
+    b"transfer-encoding": "framing",
+    b"trailer": "framing",
+    # connection management, hop-by-hop (RFC 9110 §7.6.1, §7.8, §10.1.4)
+    b"connection": "connection",
+    b"keep-alive": "connection",
+    b"proxy-connection": "connection",
+    b"te": "connection",
+    b"upgrade": "connection",
+    # routing (RFC 9110 §7.2, §7.6.2)
+    b"host": "routing",
+    b"max-forwards": "routing",
+    # authentication (RFC 9110 §11.6.2, §11.7.2; RFC 6265 §5.4)
+    b"authorization": "authentication",
+    b"proxy-authorization": "authentication",
+    b"cookie": "authentication",
+    # request modifiers: controls (RFC 9110 §10.1.1, §14.2), conditionals (§13.1), caching
+    # (RFC 9111 §5.2, §5.4) and content negotiation (RFC 9110 §12.5)
+    b"expect": "request modifier",
+    b"range": "request modifier",
+    b"if-match": "request modifier",
+    b"if-none-match": "request modifier",
+    b"if-modified-since": "request modifier",
+    b"if-unmodified-since": "request modifier",
+    b"if-range": "request modifier",
+    b"cache-control": "request modifier",
+    b"pragma": "request modifier",
+    b"accept": "request modifier",
+    b"accept-charset": "request modifier",
+    b"accept-encoding": "request modifier",
+    b"accept-language": "request modifier",
+    # content format (RFC 9110 §8.3-§8.7, §14.4). Not every content-* field: Content-Digest
+    # (RFC 9530 §2) is meant for trailers.
+    b"content-type": "content format",
+    b"content-encoding": "content format",
+    b"content-language": "content format",
+    b"content-location": "content format",
+    b"content-range": "content format",
+}
+
+
+def check_trailers(trailers: list[tuple[bytes, bytes]], values_checked: bool) -> Refusal | None:
+    """The first rule a trailer section breaks, or ``None``.
+
+    Trailer fields pass the checks of header fields (control characters, duplicate singletons;
+    the parsers check the grammar, and count the section against the head's limits) and must
+    not be a field that RFC 9110 §6.5.1 keeps out of trailers (``_NOT_IN_TRAILERS``).
+    """
+    f = Fields(trailers, values_checked)
+    if f.ctl:
+        return 400, "Control character in a trailer value"
+    if f.duplicate is not None:
+        return 400, "Duplicate " + f.duplicate.decode() + " trailer"
+    for name, _ in trailers:
+        kind = _NOT_IN_TRAILERS.get(name)
+        if kind is not None:
+            return 400, f"{name.decode()} ({kind}) is not allowed in trailers"
     return None
