@@ -288,3 +288,108 @@ async def test_a_head_after_a_chunked_body_in_the_same_read_is_not_too_large() -
     )
     assert [r.status for r in parse_responses(out, ["POST", "GET"])] == [200, 200], out
     assert rec.targets == ["/up", "/after"]
+
+
+# -- finding 10: trailers pass the strict layer; both parsers refuse the same lines -----------
+
+
+def chunked_with_trailers(trailers: bytes) -> bytes:
+    return CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + trailers + b"\r\n" + FOLLOW_UP
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        b"X-T: a\x01b\r\n",  # a control character, as in a header value
+        b"X-T: 1\r\n folded\r\n",  # obs-fold
+        b"Content-Length: 5\r\n",  # framing (RFC 9110 §6.5.1)
+        b"Transfer-Encoding: chunked\r\n",
+        b"Host: evil.example\r\n",  # routing
+        b"Authorization: Basic YTpi\r\n",  # authentication
+        b"Cookie: a=1\r\n",
+        b"If-Match: *\r\n",  # a request modifier
+        b"Content-Type: text/plain\r\n",  # content format
+        b"X-T: 1\n",  # a bare LF ending a trailer line
+    ],
+    ids=[
+        "ctl",
+        "obs-fold",
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "authorization",
+        "cookie",
+        "if-match",
+        "content-type",
+        "bare-lf",
+    ],
+)
+async def test_a_trailer_field_the_strict_layer_refuses_gets_400_and_a_close(
+    trailer: bytes,
+) -> None:
+    out, rec = await exchange(chunked_with_trailers(trailer), read_body=True)
+    [resp] = parse_responses(out, ["POST"])  # the follow-up is never read
+    assert (resp.status, resp.headers["connection"]) == (400, "close"), out
+    assert rec.targets == ["/up"] and rec.bodies == []  # its body read failed
+
+
+async def test_trailer_fields_meant_for_trailers_reach_the_endpoint() -> None:
+    out, rec = await exchange(
+        chunked_with_trailers(b"Content-Digest: sha-256=:abc=:\r\nX-Checksum: 1\r\n"),
+        read_body=True,
+    )
+    assert [r.status for r in parse_responses(out, ["POST", "GET"])] == [200, 200], out
+    trailers = rec.requests[0].trailers
+    assert trailers is not None
+    assert (trailers.get("content-digest"), trailers.get("x-checksum")) == ("sha-256=:abc=:", "1")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n" + FOLLOW_UP,  # a bare LF in the head
+        b"GET / HTTP/1.1\r\nHost: x\r\n\n" + FOLLOW_UP,  # a bare LF ending the head
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n" + FOLLOW_UP,  # obs-fold
+    ],
+    ids=["bare-lf-in-head", "bare-lf-ending-head", "obs-fold-in-head"],
+)
+async def test_a_head_line_llhttp_refuses_gets_400_from_both_parsers(data: bytes) -> None:
+    out, rec = await exchange(data)
+    [resp] = parse_responses(out)
+    assert (resp.status, resp.headers["connection"]) == (400, "close"), out
+    assert rec.requests == []
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        b"3 \r\nabc\r\n0\r\n\r\n",  # whitespace after the chunk size
+        b"3;x=1\rz\r\nabc\r\n0\r\n\r\n",  # a bare CR in a chunk extension
+        b"3;x\x01\r\nabc\r\n0\r\n\r\n",  # a control character in a chunk extension
+        b"3;\r\nabc\r\n0\r\n\r\n",  # an extension without a name
+        b"3\r\nabc\r\n0\r\n\n",  # a bare LF ending the trailer section
+        b"3\nabc\r\n0\r\n\r\n",  # a bare LF ending a chunk line
+    ],
+    ids=["size-ows", "bare-cr-in-ext", "ctl-in-ext", "empty-ext", "bare-lf-last", "bare-lf-size"],
+)
+async def test_a_chunk_line_llhttp_refuses_gets_400_from_both_parsers(chunks: bytes) -> None:
+    out, rec = await exchange(CHUNKED_HEAD + chunks + FOLLOW_UP, read_body=True)
+    [resp] = parse_responses(out, ["POST"])
+    assert (resp.status, resp.headers["connection"]) == (400, "close"), out
+    assert rec.targets == ["/up"] and rec.bodies == []
+
+
+async def test_valid_chunk_extensions_are_served_by_both_parsers() -> None:
+    chunks = b'3;a;b=c;d="q \\" ;"\r\nabc\r\n0;e=1\r\n\r\n'
+    out, rec = await exchange(CHUNKED_HEAD + chunks + FOLLOW_UP, read_body=True)
+    assert [r.status for r in parse_responses(out, ["POST", "GET"])] == [200, 200], out
+    assert rec.bodies == [b"abc", b""]
+
+
+async def test_an_empty_transfer_encoding_element_gets_400_from_both_parsers() -> None:
+    out, rec = await exchange(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , chunked\r\n\r\n0\r\n\r\n" + FOLLOW_UP
+    )
+    [resp] = parse_responses(out, ["POST"])
+    assert (resp.status, resp.headers["connection"]) == (400, "close"), out
+    assert rec.requests == []
