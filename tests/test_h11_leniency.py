@@ -89,3 +89,49 @@ def test_h11_readers_that_tophat_calls_directly() -> None:
         buf += b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"
         maybe_read_from_IDLE_client(buf)
     assert info.value.error_status_hint == 501
+
+
+def test_h11_receive_buffer_internals_the_strict_buffer_relies_on() -> None:
+    # tophat._parse._StrictBuffer overrides maybe_extract_lines (head and trailer sections) and
+    # maybe_extract_next_line (chunk lines only) and reads _data. It tells a bare LF from a
+    # CRLF by size: h11 splits a section at LF and takes one CR off the end of each line.
+    from h11._readers import ChunkedReader
+    from h11._receivebuffer import ReceiveBuffer
+
+    buf = ReceiveBuffer()
+    buf += b"A\r\nB\nC\r\r\n\r\nrest"
+    assert buf.maybe_extract_lines() == [b"A", b"B", b"C\r"]
+    assert bytes(buf._data) == b"rest"
+    buf = ReceiveBuffer()
+    buf += b"\n"
+    assert buf.maybe_extract_lines() == []  # a bare LF alone is an empty line to h11
+    assert not buf
+
+    calls: list[str] = []
+
+    class Spy(ReceiveBuffer):
+        def maybe_extract_next_line(self) -> bytearray | None:
+            calls.append("line")
+            return super().maybe_extract_next_line()
+
+        def maybe_extract_lines(self) -> list[bytearray] | None:
+            calls.append("lines")
+            return super().maybe_extract_lines()
+
+    spy = Spy()
+    spy += b"3;x\rz\r\nabc\r\n0\r\nX: 1\r\n\r\n"
+    reader = ChunkedReader()
+    assert bytes(reader(spy).data) == b"abc"  # type: ignore[union-attr]  # h11 takes the CR
+    assert isinstance(reader(spy), h11.EndOfMessage)
+    assert calls == ["line", "line", "lines"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\nHost: a\n\n",  # bare LF line endings
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n",  # obs-fold
+    ],
+)
+def test_h11_accepts_head_lines_the_strict_buffer_refuses(data: bytes) -> None:
+    assert isinstance(_first_event(data), h11.Request)
