@@ -161,6 +161,18 @@ async def test_a_trailer_section_counts_against_max_header_count() -> None:
     assert (resp.status, resp.headers["connection"]) == (431, "close"), out
 
 
+async def test_a_configured_max_header_count_bounds_the_trailer_section_too() -> None:
+    opts = ServerOpts(max_header_count=10)
+    body = CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n"
+    fields = b"".join(b"X-%03d: 1\r\n" % i for i in range(8))  # with the head's two: 10
+    out, _ = await exchange(body + fields + b"\r\n" + FOLLOW_UP, opts, read_body=True)
+    assert [r.status for r in parse_responses(out, ["POST", "GET"])] == [200, 200], out
+    fields += b"X-008: 1\r\n"
+    out, _ = await exchange(body + fields + b"\r\n" + FOLLOW_UP, opts, read_body=True)
+    [resp] = parse_responses(out, ["POST"])
+    assert (resp.status, resp.headers["connection"]) == (431, "close"), out
+
+
 # -- finding 4: empty lines, and the head timeout from the first byte -------------------------
 
 

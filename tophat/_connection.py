@@ -153,7 +153,7 @@ class Connection:
         self.server = server
         self.scheme = scheme
         self.stopping = stopping
-        self.parser: Parser = make_parser(opts.parser, opts.max_head_size)
+        self.parser: Parser = make_parser(opts.parser, opts.max_head_size, opts.max_header_count)
         # The stream again, typed with its optional methods when it has them (a reference, not
         # a bound method: 64 bytes less each per idle connection).
         self._phased_stream = cast(_Phased, stream) if hasattr(stream, "set_phase") else None
