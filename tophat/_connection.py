@@ -185,7 +185,9 @@ class Connection:
             self._must_close = True
             if self.parser.at_eof:
                 raise Glitch(400, "Incomplete request body", cause=exc) from exc
-            raise Glitch(exc.status, "Invalid request body", cause=exc) from exc
+            # (a 431 here is a trailer section over the head's limits: its own phrase says so)
+            message = "Invalid request body" if exc.status == 400 else reason_phrase(exc.status)
+            raise Glitch(exc.status, message, cause=exc) from exc
         if type(event) is bytes:
             self._expect_continue = False  # the client sent its body without waiting
             body.received += len(event)
