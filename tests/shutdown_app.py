@@ -18,7 +18,7 @@ import anyio
 from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts, serve
 
 GRACE = 1.5  # ServerOpts.shutdown_grace
-SLOW = 0.4  # how long /slow takes, SIGTERM or not (well within the grace)
+SLOW = 0.8  # how long /slow takes, SIGTERM or not (within the grace)
 TICK = 0.05  # between the pieces of /stream
 
 log = logging.getLogger("tests.load")

@@ -17,6 +17,7 @@ streaming; 3 idle keep-alive; 1 whose endpoint ignores the shutdown), it gets SI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -90,11 +91,18 @@ class ServerProcess:
         return "".join(line for _, line in list(self.lines))
 
     def close(self) -> None:
+        """Kill what is left: the process and its workers (which would outlive it)."""
+        workers = [int(m) for m in re.findall(r"worker (\d+) started", self.log())]
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        # The pipe ends once every process holding it is gone (never close it under the
+        # thread reading it: that waits for the read).
         self._reader.join(5)
-        if self.proc.stderr is not None:
+        if not self._reader.is_alive() and self.proc.stderr is not None:
             self.proc.stderr.close()
 
 
