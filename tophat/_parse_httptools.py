@@ -51,20 +51,23 @@ class _Stop(Exception):
 
 # A request-line whose version is well-formed (RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "."
 # DIGIT) although llhttp refused it.
-_VERSIONED_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?\n")
+# (CRLF: a bare LF ends no line, RFC 9112 §2.2 as both parsers now apply it)
+_VERSIONED_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/[0-9]\.[0-9]\r\n")
+
+_BAD_VERSION = "Invalid HTTP version"  # (llhttp's error text; its error classes do not tell)
 
 # What llhttp skips before a request-line: any run of CR and LF.
 _CR_LF_RUN = re.compile(rb"[\r\n]*")
 
 
-def _error_status(exc: Exception, data: bytes) -> int:
+def _error_status(exc: Exception | str, data: bytes) -> int:
     # llhttp cannot tell a request-line that is not HTTP at all ("hello world", a TLS hello)
     # from one with a method it does not know: 400 is right for the first and safe for the
     # second (501 is what a server SHOULD send, RFC 9110 §9.1). A version llhttp refuses gets
     # 505 when the line is otherwise well-formed (as h11 + the strict layer answer), else 400.
     # (Not llhttp's "Expected CRLF after version": a bare LF there is a malformed line, 400
     # as RFC 9112 §2.2 says, while HTTP/1.1 itself is supported.)
-    if str(exc) == "Invalid HTTP version" and _VERSIONED_LINE.match(data.lstrip(b"\r\n")):
+    if str(exc) == _BAD_VERSION and _VERSIONED_LINE.match(data.lstrip(b"\r\n")):
         return 505
     return 400
 
@@ -83,6 +86,7 @@ class HttptoolsParser:
         "_head_fed",
         "_headers",
         "_in_message",
+        "_line",
         "_mark",
         "_max",
         "_max_fields",
@@ -91,6 +95,7 @@ class HttptoolsParser:
         "_size",
         "_start",
         "_tail",
+        "_undecided",
         "_trailers",
         "_url",
     )
@@ -129,6 +134,12 @@ class HttptoolsParser:
         self._head_fed = False  # the current head ended in the bytes being fed
         self._body_fed = 0  # content bytes of the current request in the bytes being fed
         self._tail = b""  # the last bytes of a head in progress (its end may straddle reads)
+        # The start of a head in progress from earlier reads, until its first line ends: an
+        # error's status depends on that line, however it was split into reads.
+        self._line = b""
+        # llhttp refused the version before the request-line ended: whether that is a 505 (a
+        # well-formed line) or a 400 waits for the line's end, as h11 decides on whole lines.
+        self._undecided: bytes | None = None
 
     # -- llhttp callbacks ---------------------------------------------------------------------
 
@@ -150,6 +161,7 @@ class HttptoolsParser:
             self._start = start
         self._gap = b""
         self._mark = None
+        self._line = b""
         self._in_message = True
         self._head_done = self._head_fed = self._chunked = False
         self._pending = 0
@@ -183,6 +195,10 @@ class HttptoolsParser:
         if self._size > self._max:
             raise _Stop(431, "request head too large")
         if field[0] == b"transfer-encoding":
+            # Transfer codings are case-insensitive (RFC 9110 §10.1.4): lower-cased, as h11
+            # does, so an endpoint sees the same value whichever parser read it.
+            field = (field[0], field[1].lower())
+            self._headers[-1] = field
             self._chunked = True
             # RFC 9110 §5.6.1.2 asks a recipient to ignore empty list elements; llhttp ignores
             # a leading one (", chunked"), h11 none. Framing is where two parsers must agree
@@ -198,7 +214,7 @@ class HttptoolsParser:
         method = parser.get_method()
         text = parser.get_http_version()
         version = _VERSIONS.get(text) or text.encode()
-        if version == b"0.9" and b" HTTP/0.9" not in self._data:
+        if version == b"0.9" and b" HTTP/0.9" not in self._line + self._data:
             # llhttp takes a request-line without a version ("GET /") for HTTP/0.9; h11 refuses
             # it as malformed, and so do we: 400. (An explicit "HTTP/0.9" gets 505 below.)
             raise _Stop(400, "request-line without a version")
@@ -248,6 +264,9 @@ class HttptoolsParser:
         if not data:
             self._eof = True
             return
+        if self._undecided is not None:
+            self._decide(self._undecided + data)
+            return
         parser = self._parser
         if parser is None:
             parser = self._parser = httptools.HttpRequestParser(self)
@@ -288,7 +307,11 @@ class HttptoolsParser:
                 self._fail(ParseError(400, "request refused", self._method()))
             return None
         except httptools.HttpParserError as exc:
-            self._fail(ParseError(_error_status(exc, data[base:]), str(exc), self._method()))
+            line = self._line + data[base:] if self._in_message else data[base:]
+            if str(exc) == _BAD_VERSION:
+                self._decide(line)
+            else:
+                self._fail(ParseError(_error_status(exc, line), str(exc), self._method()))
             return None
         self._count(data, base)
         return None
@@ -307,6 +330,8 @@ class HttptoolsParser:
                 elif start >= 0:
                     self._pending = len(data) - start
                 self._tail = data[-3:]
+                if b"\n" not in self._line:  # (bounded: the head's size is)
+                    self._line += data[start:] if start is not None and start >= 0 else data[base:]
                 if self._pending > self._max + fed:
                     self._fail(ParseError(431, "request head too large"))
             elif self._body_fed:
@@ -330,6 +355,15 @@ class HttptoolsParser:
                 self._fail(ParseError(400, "more than one empty line"))
                 return
             self._gap = gap
+
+    def _decide(self, line: bytes) -> None:
+        """A refused version: 505 or 400 once the request-line ended (bounded by the head's
+        size), whichever reads it came in."""
+        if b"\n" not in line.lstrip(b"\r\n") and len(line) <= self._max:
+            self._undecided = line
+            return
+        self._undecided = None
+        self._fail(ParseError(_error_status(_BAD_VERSION, line), _BAD_VERSION, self._method()))
 
     def _upgrade_ignored(self) -> bool:
         """Go on after an Upgrade request's head: whether parsing may continue."""
