@@ -95,8 +95,8 @@ class HttptoolsParser:
         "_size",
         "_start",
         "_tail",
-        "_undecided",
         "_trailers",
+        "_undecided",
         "_url",
     )
 
