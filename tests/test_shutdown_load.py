@@ -282,16 +282,23 @@ async def sigterm_under_load(runtime: str, parser: str, workers: int) -> None:
                 for i in range(IDLE):
                     tg.start_soon(idle, port, i, ready, idle_closed)
                 tg.start_soon(stubborn, port, stubborn_closed)
+
                 # Everyone is in, every requester had a response, and slow requests are in
                 # the server's hands: now SIGTERM.
-                while (
-                    len(streaming) < STREAMERS
-                    or len(ready) < IDLE
-                    or "stubborn" not in server.taken()
-                    or len({o.rid.split(".")[0] for o in outcomes}) < REQUESTERS
-                    or len(slow_pending(server.taken(), outcomes)) < 10
-                ):
-                    await anyio.sleep(0.01)
+                def loaded() -> dict[str, int]:
+                    taken = server.taken()
+                    return {
+                        "streaming": len(streaming) - STREAMERS,
+                        "idle": len(ready) - IDLE,
+                        "stubborn": ("stubborn" in taken) - 1,
+                        "requesters": len({o.rid.split(".")[0] for o in outcomes}) - REQUESTERS,
+                        "slow": min(0, len(slow_pending(taken, outcomes)) - 10),
+                    }
+
+                with anyio.move_on_after(10):
+                    while any(loaded().values()):
+                        await anyio.sleep(0.01)
+                assert not any(loaded().values()), f"short of the load: {loaded()}\n{server.log()}"
                 server.proc.send_signal(signal.SIGTERM)
                 signalled = time.monotonic()
                 # New connections, once every process logged that it is shutting down.
@@ -299,7 +306,7 @@ async def sigterm_under_load(runtime: str, parser: str, workers: int) -> None:
                 for _ in range(5):
                     late.append(await new_connection(port))
                     await anyio.sleep(0.05)
-                code = await anyio.to_thread.run_sync(server.proc.wait)
+                code = await anyio.to_thread.run_sync(server.proc.wait, GRACE + 5)
                 exited = time.monotonic()
     finally:
         server.close()
