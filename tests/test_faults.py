@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -29,6 +30,7 @@ import sniffio
 from servers import Client, Serving, connected
 
 from tophat import Endpoint, Request, ResponseWriter, ResponseWritten, ServerSentEvent
+from tophat.testing import parse_responses
 
 # Bounds: every test finishes in a few seconds or fails.
 SETTLE = 5.0  # for closes to settle (above LINGER, 2 s, the longest a close may take)
@@ -149,6 +151,11 @@ class App:
 
     async def hello(self, req: Request, w: ResponseWriter) -> ResponseWritten:
         w.set_text("hello " + req.path)
+        return await w.send()
+
+    async def nap(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        await anyio.sleep(0.15)  # long enough for trio to watch the connection (3 sweep ticks)
+        w.set_text("nap " + req.path)
         return await w.send()
 
     async def echo(self, req: Request, w: ResponseWriter) -> ResponseWritten:
@@ -382,6 +389,25 @@ async def test_a_thousand_pipelined_requests_then_a_reset_leak_nothing(serving: 
 
     async with watched(serving, App()) as server:
         await keeps_serving(server.port, pipelined_then_reset, 6)
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize(("path", "count"), [("hello", 1000), ("nap", 3)])
+async def test_pipelined_requests_then_a_half_close_are_all_answered(
+    serving: Serving, path: str, count: int
+) -> None:
+    # A client that half-closes after pipelining has not left: it reads every response (the
+    # disconnect signal of finding 3 must not cut it short), whether the endpoints are quick
+    # or take long enough for the runtime to watch the connection while they run (/nap).
+    pipeline = b"".join(get(f"{path}/{n}") for n in range(count))
+    async with watched(serving, App()) as server, connected(server.port) as c:
+        with anyio.fail_after(STEP):
+            await c.send(pipeline)
+            c.sock.shutdown(socket.SHUT_WR)
+            responses = parse_responses(await c.read_all())
+    assert [(r.status, r.body) for r in responses] == [
+        (200, b"%s /%s/%d" % (path.encode(), path.encode(), n)) for n in range(count)
+    ]
 
 
 # -- failing writes -------------------------------------------------------------------------------
