@@ -21,9 +21,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
-from servers import HOST, RUNTIMES, free_port
+from servers import HOST, RUNTIMES, Serving, connected, free_port
 
+from tophat import Request, ResponseWriter, ResponseWritten
 from tophat._serve import FD_HEADROOM, AcceptFailures, raise_fd_limit
 from tophat.testing import parse_responses
 
@@ -281,3 +283,40 @@ def test_accept_failures_log_the_first_then_one_warning_per_interval_with_the_co
     assert "1 failure(s) since the last warning" in messages[0]
     assert "ulimit -n" in messages[0]
     assert f"{2047 + 99 + 1} failure(s) since the last warning" in messages[1]
+
+
+# -- a connection that cannot be set up ----------------------------------------------------------
+
+
+async def hello(req: Request, w: ResponseWriter) -> ResponseWritten:
+    w.set_text("hello")
+    return await w.send()
+
+
+async def test_a_connection_that_cannot_be_served_is_closed_and_logged_once(
+    serving: Serving,
+    runtime: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Setting up a connection failed (out of descriptors, the first connection's lazy import
+    of the parser did): on asyncio the socket stayed open, unserved, for ever."""
+    from tophat import _asyncio_conn, _trio
+
+    def broken(*args: object, **kw: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    async with serving(hello) as server:
+        monkeypatch.setattr(_trio if runtime == "trio" else _asyncio_conn, "Connection", broken)
+        async with connected(server.port) as c:
+            await c.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+            with anyio.fail_after(5):
+                assert await c.read_all() == b""
+        monkeypatch.undo()
+        async with connected(server.port) as c:
+            await c.send(b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+            with anyio.fail_after(5):
+                assert (await c.response())[0] == 200
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert errors[0].exc_info is not None

@@ -22,6 +22,7 @@ from typing import Any
 from ._asyncio_conn import _Conn
 from ._connection import Endpoint
 from ._opts import ServerOpts
+from ._parse import preload
 from ._serialize import LINGER
 from ._serve import ACCEPT_IGNORED, AcceptFailures, Throttled
 from ._stream import Phase, socket_address
@@ -39,6 +40,7 @@ class Server:
     def __init__(self, endpoint: Endpoint, opts: ServerOpts) -> None:
         self.endpoint = endpoint
         self.opts = opts
+        preload(opts.parser)
         self._loop = asyncio.get_running_loop()
         self._conns: set[_Conn] = set()
         self._lingering: set[_Conn] = set()  # closed by us, still draining the client's input

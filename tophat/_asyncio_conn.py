@@ -106,6 +106,16 @@ class _Conn(asyncio.BufferedProtocol):
             self._linger_close()
             return
         server._conns.add(self)
+        try:
+            self._start(transport, server)
+        except Exception:
+            # A connection we cannot serve must not stay open unserved (a callback's error
+            # would only be logged by the loop): close it, and say why.
+            server._conns.discard(self)
+            log.exception("cannot serve a connection from %s", transport.get_extra_info("peername"))
+            transport.abort()
+
+    def _start(self, transport: asyncio.Transport, server: Server) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

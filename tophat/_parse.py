@@ -170,6 +170,13 @@ def make_parser(
     return H11Parser(max_head_size, max_fields)
 
 
+def preload(name: ParserName) -> None:
+    """Import what the parser ``name`` needs now, when a server starts: the first connection
+    must not import a module (out of descriptors, an import fails, and so did every connection
+    accepted meanwhile: they stayed open, unserved)."""
+    make_parser(name, 1)
+
+
 def checked_end(trailers: list[tuple[bytes, bytes]], values_checked: bool) -> End:
     """The End of a chunked body with these trailer fields, once the strict layer let them
     through (RFC 9110 §6.5.1); else raises ParseError."""

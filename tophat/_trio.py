@@ -28,6 +28,7 @@ import trio
 from ._asyncio import listen_url
 from ._connection import Connection, Endpoint
 from ._opts import ServerOpts
+from ._parse import preload
 from ._serialize import OVERLOADED
 from ._serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures, Throttled
 from ._stream import Phase, StreamClosed, StreamTimeout
@@ -54,6 +55,7 @@ class TrioServer:
     def __init__(self, endpoint: Endpoint, opts: ServerOpts, ssl: SSLContext | None) -> None:
         self.endpoint = endpoint
         self.opts = opts
+        preload(opts.parser)
         self.stopping = trio.Event()
         self.tls = ssl is not None
         self._ssl = ssl
