@@ -7,9 +7,11 @@ streaming; 3 idle keep-alive; 1 whose endpoint ignores the shutdown), it gets SI
 
 * every request the server had taken (its endpoint logged ``in ID``) gets its whole response,
   and no client ever sees part of a response; requests in flight at SIGTERM end with
-  ``Connection: close``; a request pipelined behind one of them may go unanswered (the
-  connection then closes cleanly after the response before it: RFC 9112 §9.3.2, the client
-  retries), never half-answered;
+  ``Connection: close`` (but for one with a request pipelined behind it that the server had
+  received: that one is answered too, with ``Connection: close``); a request pipelined behind
+  one of them that the server had not read yet may go unanswered (the connection then closes
+  cleanly after the response before it: RFC 9112 §9.3.2, the client retries), never
+  half-answered;
 * streams end (their generator sees ``req.stopping``) within the grace, with their last piece
   and the end of the chunked body; idle connections are closed without a byte;
 * new connections are refused (or answered 503) once the server logged ``shutting down``;
@@ -34,7 +36,7 @@ import anyio
 import h11
 import pytest
 from servers import RUNTIMES, Client, Serving, connected, free_port
-from shutdown_app import GRACE
+from shutdown_app import GRACE, SLOW
 
 from tophat import Request, ResponseWriter, ResponseWritten
 from tophat.testing import parse_responses
@@ -284,6 +286,12 @@ def slow_pending(taken: dict[str, float], outcomes: list[Outcome]) -> set[str]:
     return {rid for rid in taken if kind_of(rid) == "slow" and rid not in answered}
 
 
+def fresh(rids: set[str], taken: dict[str, float]) -> set[str]:
+    """Those of ``rids`` the server took less than half of SLOW ago: far from done."""
+    now = time.monotonic()
+    return {rid for rid in rids if now - taken[rid] < SLOW / 2}
+
+
 def kind_of(rid: str) -> str | None:
     """What a requester asked for with the request ``rid`` (``r{i}.{n}``)."""
     if not rid.startswith("r"):
@@ -329,7 +337,9 @@ async def sigterm_under_load(runtime: str, parser: str, workers: int) -> None:
                             {o.rid.split(".")[0] for o in outcomes if o.rid[0] == "r"}
                         )
                         - REQUESTERS,
-                        "slow": min(0, len(slow_pending(taken, outcomes)) - 10),
+                        # (taken in the last 0.4 s: the slow ones run in step, and a batch
+                        # about to end proves nothing; the next one starts soon after)
+                        "slow": min(0, len(fresh(slow_pending(taken, outcomes), taken)) - 10),
                     }
 
                 with anyio.move_on_after(10):
@@ -370,8 +380,11 @@ async def sigterm_under_load(runtime: str, parser: str, workers: int) -> None:
     assert {rid for rid in taken if rid[0] in "rp"} == {o.rid for o in outcomes if o.status}
     # Those made once the server was stopping said Connection: close; some of them were in
     # flight at SIGTERM (taken before it), or this test proved little.
+    # (But for one with a request pipelined behind it that the server had received: that one
+    # was answered too, and said it instead.)
     made_stopping = [o for o in outcomes if o.body.endswith(b" stopping")]
-    assert all(o.close for o in made_stopping)
+    answered = {o.rid for o in outcomes if o.status}
+    assert all(o.close or "p" + o.rid[1:] in answered for o in made_stopping)
     in_flight = [o for o in made_stopping if taken[o.rid] < signalled]
     assert len(in_flight) >= 5, "too few requests in flight at SIGTERM to prove anything"
 
@@ -413,12 +426,6 @@ async def test_sigterm_under_load_with_two_workers(parser: str) -> None:
 # -- a request pipelined behind the one in flight -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request pipelined behind the one in flight when shutdown starts is already "
-    "received but never answered: the response in flight says Connection: close "
-    "(Connection.send_response: stopping.is_set()) and the connection closes after it",
-)
 async def test_a_request_pipelined_before_shutdown_is_answered(serving: Serving) -> None:
     # Item 14 of issue 11: every request whose head arrived before SIGTERM completes. On every
     # runtime (conftest's anyio_backend) and parser; shutdown() is what SIGTERM starts.
@@ -441,7 +448,8 @@ async def test_a_request_pipelined_before_shutdown_is_answered(serving: Serving)
                 tg.start_soon(server.shutdown, 5.0)
                 await server.stopping.wait()
                 release.set()
-                first = await c.response()
-                assert (first[0], first[2]) == (200, b"/slow")
                 data = await c.read_all()
-        assert [(r.status, r.body) for r in parse_responses(data)] == [(200, b"/behind")]
+        responses = parse_responses(data)
+        assert [(r.status, r.body) for r in responses] == [(200, b"/slow"), (200, b"/behind")]
+        # The last response says so (RFC 9112 §9.6); the one before it does not.
+        assert [r.headers.get("connection") for r in responses] == [None, "close"]

@@ -283,7 +283,7 @@ class Connection:
         self._response_started = True
         written = 0
         keep_alive = self._keep_alive
-        decided = self._must_close or self._expect_continue or self.stopping.is_set()
+        decided = self._must_close or self._expect_continue or self._stopping_now()
         headers, close = response_fields(
             response, request, decided or not keep_alive, keep_alive, self.opts.server_header
         )
@@ -341,6 +341,15 @@ class Connection:
             if self.opts.access_log:
                 log_access(self.client, request, status, written)
         return status, headers, written
+
+    def _stopping_now(self) -> bool:
+        """Whether this response is the connection's last because the server is stopping: yes,
+        unless a request pipelined behind it was received already (its head arrived before the
+        shutdown: it is answered too, and the last response says ``Connection: close``)."""
+        if not self.stopping.is_set():
+            return False
+        body = self._body
+        return not (body is not None and body.finished and self.parser.holds_next())
 
     async def _send_refusal(
         self, status: int, reason: str, *, head: bool = False, keep_alive_requested: bool = True
