@@ -51,8 +51,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tophat import Request, ResponseWriter, ResponseWritten  # noqa: E402
-from tophat._headers import Headers  # noqa: E402
 from tophat.glitch import Glitch  # noqa: E402
+from tophat.http.headers import Headers  # noqa: E402
 from tophat.router import Router  # noqa: E402
 
 try:

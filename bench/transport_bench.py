@@ -1,4 +1,4 @@
-"""asyncio transports for tophat: Protocol (tophat/_asyncio_conn.py) vs StreamReader/StreamWriter.
+"""asyncio transports for tophat: Protocol (runtime/asyncio/connection.py) vs StreamReader/Writer.
 
     .venv/bin/python bench/transport_bench.py [--rounds 5] [--duration 3] [--conns 50]
                                               [--client auto|wrk|python] [--no-pin]

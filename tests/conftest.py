@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from servers import Runtime, Serving, running, runtime_of
 
-from tophat import _parse
+from tophat import parsers as _parse
 
 BACKENDS = [
     pytest.param("asyncio", id="asyncio"),

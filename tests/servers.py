@@ -2,8 +2,8 @@
 
 ``running(runtime, endpoint, **opts)`` serves on 127.0.0.1 (or a Unix socket) with the runtime
 the test runs on: ``tophat.start_server`` on the running asyncio loop (plain or uvloop), or
-``tophat._trio.serve`` in a nursery. Either way it yields the server object, whose surface is
-the same (``port``, ``sockets``, ``stopping``, ``await shutdown(grace)``).
+``tophat.runtime.trio.server.serve`` in a nursery. Either way it yields the server object,
+whose surface is the same (``port``, ``sockets``, ``stopping``, ``await shutdown(grace)``).
 
 ``Client`` speaks raw bytes over a non-blocking socket, waiting with ``anyio.wait_readable`` /
 ``wait_writable``, so one client serves every backend; ``StreamClient`` is the same over any
@@ -76,7 +76,7 @@ def runtime_of(anyio_backend: object) -> Runtime:
 def serve_function(runtime: Runtime) -> Callable[..., Any]:
     """The runtime's ``serve`` coroutine function (``handle_signals``, ``ready`` and all)."""
     if runtime == "trio":
-        from tophat import _trio
+        from tophat.runtime.trio import server as _trio
 
         return _trio.serve
     return tophat.serve_asyncio

@@ -8,7 +8,7 @@ import pytest
 
 from tophat import MissingExtra, serve
 from tophat.__main__ import main
-from tophat._serve import check_runtime
+from tophat.runtime.serve import check_runtime
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from examples import cors as cors_example
-from tophat import Glitch, Request, ResponseWriter, ResponseWritten
-from tophat._connection import Endpoint
+from tophat import Endpoint, Glitch, Request, ResponseWriter, ResponseWritten
 from tophat.middleware import chain
 from tophat.middleware.cors import cors
 from tophat.middleware.identity import Identity

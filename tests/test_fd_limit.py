@@ -26,7 +26,7 @@ import pytest
 from servers import HOST, RUNTIMES, Serving, connected, free_port
 
 from tophat import Request, ResponseWriter, ResponseWritten
-from tophat._serve import FD_HEADROOM, AcceptFailures, raise_fd_limit
+from tophat.runtime.serve import FD_HEADROOM, AcceptFailures, raise_fd_limit
 from tophat.testing import parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +301,8 @@ async def test_a_connection_that_cannot_be_served_is_closed_and_logged_once(
 ) -> None:
     """Setting up a connection failed (out of descriptors, the first connection's lazy import
     of the parser did): on asyncio the socket stayed open, unserved, for ever."""
-    from tophat import _asyncio_conn, _trio
+    from tophat.runtime.asyncio import connection as _asyncio_conn
+    from tophat.runtime.trio import server as _trio
 
     def broken(*args: object, **kw: object) -> None:
         raise OSError(24, "Too many open files")

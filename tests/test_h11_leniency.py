@@ -1,4 +1,4 @@
-"""Pins the h11 behaviours that tophat's strict layer (tophat/_validate.py) relies on.
+"""Pins the h11 behaviours that tophat's strict layer (tophat/server/validate.py) relies on.
 
 If a new h11 release changes one of these, this file says which assumption broke, before a
 wire test fails for a less obvious reason.
@@ -61,7 +61,8 @@ def test_h11_refuses_every_transfer_coding_but_chunked_while_parsing_the_head() 
 
 
 def test_h11_readers_that_tophat_calls_directly() -> None:
-    # tophat._parse.H11Parser runs h11's readers over a ReceiveBuffer without h11.Connection.
+    # tophat.parsers.h11_parser.H11Parser runs h11's readers over a ReceiveBuffer without
+    # h11.Connection.
     from h11._readers import ChunkedReader, ContentLengthReader, maybe_read_from_IDLE_client
     from h11._receivebuffer import ReceiveBuffer
 
@@ -92,7 +93,8 @@ def test_h11_readers_that_tophat_calls_directly() -> None:
 
 
 def test_h11_receive_buffer_internals_the_strict_buffer_relies_on() -> None:
-    # tophat._parse._StrictBuffer overrides maybe_extract_lines (head and trailer sections) and
+    # tophat.parsers.h11_parser._StrictBuffer overrides maybe_extract_lines (head and trailer
+    # sections) and
     # maybe_extract_next_line (chunk lines only) and reads _data. It tells a bare LF from a
     # CRLF by size: h11 splits a section at LF and takes one CR off the end of each line.
     from h11._readers import ChunkedReader

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tophat import Glitch, Request, Response, ResponseWriter, ResponseWritten
-from tophat._connection import Endpoint
+from tophat import Endpoint, Glitch, Request, Response, ResponseWriter, ResponseWritten
 from tophat.middleware import Middleware, add_vary, chain
 from tophat.testing import TestClient
 

@@ -18,7 +18,8 @@ import h11
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tophat._parse import CLOSED, NEED_DATA, End, H11Parser, Head, ParseError
+from tophat.parsers.events import CLOSED, NEED_DATA, End, Head, ParseError
+from tophat.parsers.h11_parser import H11Parser
 
 LINES = st.sampled_from(
     [

@@ -20,9 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tophat import Glitch, Request, ResponseWriter, ResponseWritten, accept
-from tophat._connection import Endpoint
-from tophat._headers import Headers
+from tophat import Endpoint, Glitch, Request, ResponseWriter, ResponseWritten, accept
+from tophat.http.headers import Headers
 from tophat.middleware import Middleware, chain
 from tophat.middleware.proxy import FORWARDED_HOST_KEY, PEER_KEY, forwarded_host, proxy_headers
 from tophat.testing import TestClient, TestResponse, memory_stream_pair, parse_responses

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from servers import HOST, RUNTIMES, cli, free_port, stops_cleanly
 
 from tophat import Glitch, Request, ResponseWriter, ResponseWritten
-from tophat._headers import Headers
+from tophat.http.headers import Headers
 from tophat.middleware.proxy import proxy_headers
 from tophat.router import Router
 from tophat.testing import parse_responses

@@ -106,7 +106,7 @@ async def test_trailing_ows_is_not_part_of_a_trailer_field_value() -> None:
 # So a recipient MUST accept "3 ;ext=1" as a 3-octet chunk. llhttp takes no BWS at all; h11's
 # chunk-header regex takes anything after the ";", but tophat checks each chunk line h11 finds
 # against §7.1's grammar without BWS, as llhttp reads it, so that both parsers refuse the same
-# chunk lines (tophat/_parse.py, _CHUNK_LINE). tophat does not meet this MUST, on purpose: it
+# chunk lines (parsers/h11_parser.py, _CHUNK_LINE). tophat does not meet this MUST, on purpose: it
 # never hand-rolls a parser, only a non-conforming sender puts BWS there (the sender MUST NOT),
 # and the request gets a clean 400 "Invalid request body" and a close (the endpoint has seen
 # the head; its body read fails), never a misframed body. The refused runs are strict xfails.

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tophat import Request, ResponseWriter, ResponseWritten
-from tophat._connection import Endpoint
+from tophat import Endpoint, Request, ResponseWriter, ResponseWritten
 from tophat.middleware import chain
 from tophat.router import Route, RouteError, Router
 from tophat.testing import TestClient, TestResponse, parse_responses

@@ -1,4 +1,4 @@
-"""Our response writer is byte-for-byte h11's serializer (the contract in tophat/_serialize.py).
+"""Our response writer is byte-for-byte h11's serializer (the contract in tophat/http/serialize.py).
 
 For random requests (method, version, Connection: close) and random responses (status, headers,
 fixed or streamed body with or without a declared length), the bytes ``accept`` writes equal

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts
-from tophat._parse import Head
-from tophat._validate import Fields, _valid_host, check_request
+from tophat.parsers.events import Head
+from tophat.server.validate import Fields, _valid_host, check_request
 from tophat.testing import TestClient, parse_responses
 
 # Limits wide enough that only the target check decides (the sizes below exceed the defaults).

@@ -10,16 +10,17 @@ did (:class:`ResponseWritten`)::
 
 from __future__ import annotations
 
-from ._asyncio import Server, start_server
-from ._asyncio import serve as serve_asyncio
-from ._connection import Endpoint, accept
-from ._headers import HeaderError, Headers
-from ._opts import ServerOpts
-from ._request import Query, Request, Stopping
-from ._serve import MissingExtra, Runtime, serve, serve_trio
-from ._stream import Phase, Stream, StreamClosed, StreamTimeout
-from ._writer import Response, ResponseWriter, ResponseWritten, ServerSentEvent
-from .glitch import Glitch
+from tophat.glitch import Glitch
+from tophat.http.endpoint import Endpoint
+from tophat.http.headers import HeaderError, Headers
+from tophat.http.request import Query, Request, Stopping
+from tophat.http.writer import Response, ResponseWriter, ResponseWritten, ServerSentEvent
+from tophat.runtime.asyncio.server import Server, start_server
+from tophat.runtime.asyncio.server import serve as serve_asyncio
+from tophat.runtime.serve import MissingExtra, Runtime, serve, serve_trio
+from tophat.server.connection import accept
+from tophat.server.opts import ServerOpts
+from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
 
 __version__ = "0.1.0"
 

@@ -14,9 +14,9 @@ import ssl
 import sys
 from collections.abc import Sequence
 
-from ._connection import Endpoint
-from ._opts import ServerOpts
-from ._serve import RUNTIMES, MissingExtra, check_runtime, serve
+from tophat.http.endpoint import Endpoint
+from tophat.runtime.serve import RUNTIMES, MissingExtra, check_runtime, serve
+from tophat.server.opts import ServerOpts
 
 log = logging.getLogger("tophat.cli")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._connection import Endpoint
+from tophat.http.endpoint import Endpoint
 
 __all__ = [
     "_CONVERTERS",

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from typing_extensions import ParamSpec
 
-from ._headers import Headers
+from tophat.http.headers import Headers
 
 __all__ = ["Glitch", "awaiting", "call", "catching", "ok_or", "reason_phrase"]
 

@@ -31,9 +31,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-from ._connection import Endpoint
-from ._request import DATA_KEY, Request
-from ._trie import (
+from tophat._trie import (
     _CONVERTERS,
     Route,
     RouteError,
@@ -46,8 +44,10 @@ from ._trie import (
     _Parsed,
     _shape,
 )
-from ._writer import ResponseWriter, ResponseWritten
-from .glitch import Glitch
+from tophat.glitch import Glitch
+from tophat.http.endpoint import Endpoint
+from tophat.http.request import DATA_KEY, Request
+from tophat.http.writer import ResponseWriter, ResponseWritten
 
 __all__ = ["Route", "RouteError", "Router"]
 

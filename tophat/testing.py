@@ -25,10 +25,11 @@ from typing import Any
 
 import h11
 
-from ._connection import Endpoint, accept
-from ._headers import Headers
-from ._opts import ServerOpts
-from ._stream import StreamClosed
+from tophat.http.endpoint import Endpoint
+from tophat.http.headers import Headers
+from tophat.server.connection import accept
+from tophat.server.opts import ServerOpts
+from tophat.server.stream import StreamClosed
 
 __all__ = ["MemoryStream", "TestClient", "TestResponse", "memory_stream_pair", "parse_responses"]
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._connection import Endpoint
-from .._headers import Headers, check_name
-from .._writer import Response
+from tophat.http.endpoint import Endpoint, Middleware
+from tophat.http.headers import Headers, check_name
+from tophat.http.writer import Response
 
 __all__ = ["Middleware", "add_vary", "chain"]
-
-Middleware = Callable[[Endpoint], Endpoint]
 
 
 def chain(*middlewares: Middleware) -> Middleware:

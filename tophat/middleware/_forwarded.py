@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from .._headers import Headers
+from tophat.http.headers import Headers
 
 log = logging.getLogger("tophat.proxy")
 

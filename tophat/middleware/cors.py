@@ -31,11 +31,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from .._connection import Endpoint
-from .._headers import Headers
-from .._request import Request
-from .._writer import ResponseWriter, ResponseWritten
-from . import Middleware, _vary_hook, add_vary
+from tophat.http.endpoint import Endpoint
+from tophat.http.headers import Headers
+from tophat.http.request import Request
+from tophat.http.writer import ResponseWriter, ResponseWritten
+from tophat.middleware import Middleware, _vary_hook, add_vary
 
 __all__ = ["cors"]
 

@@ -47,12 +47,12 @@ from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .._connection import Endpoint
-from .._request import Request
-from .._writer import ResponseWriter, ResponseWritten
-from ..glitch import Glitch
-from . import Middleware, _vary_hook
-from ._key_strength import key_bytes as _key_bytes
+from tophat.glitch import Glitch
+from tophat.http.endpoint import Endpoint
+from tophat.http.request import Request
+from tophat.http.writer import ResponseWriter, ResponseWritten
+from tophat.middleware import Middleware, _vary_hook
+from tophat.middleware._key_strength import key_bytes as _key_bytes
 
 __all__ = ["USER_KEY", "Identity"]
 

@@ -74,13 +74,13 @@ import logging
 from collections.abc import Iterable
 from typing import Literal
 
-from .._connection import Endpoint
-from .._headers import Headers
-from .._request import Request
-from .._writer import ResponseWriter, ResponseWritten
-from ..glitch import Glitch
-from . import Middleware
-from ._forwarded import (
+from tophat.glitch import Glitch
+from tophat.http.endpoint import Endpoint
+from tophat.http.headers import Headers
+from tophat.http.request import Request
+from tophat.http.writer import ResponseWriter, ResponseWritten
+from tophat.middleware import Middleware
+from tophat.middleware._forwarded import (
     _Forward,
     _Keep,
     _Malformed,

@@ -30,8 +30,8 @@ saves a coroutine per write (and, for a head and a large body, a copy or a syste
 A stream signals a broken connection by raising ``OSError`` (``ConnectionError`` included) or
 :class:`StreamClosed`. trio's ``SocketStream`` has the three methods but raises
 ``trio.BrokenResourceError`` instead, so it needs a thin adapter that maps that (and
-``trio.ClosedResourceError``) to :class:`StreamClosed` — ``tophat._trio_conn`` is one, and
-``tests/test_tls_uds.py`` shows a minimal custom stream over a socket pair.
+``trio.ClosedResourceError``) to :class:`StreamClosed` — ``tophat.runtime.trio.connection`` is
+one, and ``tests/test_tls_uds.py`` shows a minimal custom stream over a socket pair.
 """
 
 from __future__ import annotations

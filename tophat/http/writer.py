@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._headers import Headers
+from tophat.http.headers import Headers
 
 __all__ = ["Response", "ResponseWriter", "ResponseWritten", "ServerSentEvent"]
 

@@ -12,8 +12,14 @@ import select
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._client_errors import ClientConnectionError, ClientError, ClientTimeout, Timeout, TimeoutPhase
-from ._stream import StreamClosed
+from tophat.client.errors import (
+    ClientConnectionError,
+    ClientError,
+    ClientTimeout,
+    Timeout,
+    TimeoutPhase,
+)
+from tophat.server.stream import StreamClosed
 
 if TYPE_CHECKING:
     import asyncio
@@ -174,7 +180,7 @@ class _TrioStream:
         try:
             import trio
         except ImportError:
-            from ._serve import MissingExtra
+            from tophat.runtime.serve import MissingExtra
 
             raise MissingExtra(
                 "the client on trio needs trio: pip install 'tophat[trio]'"

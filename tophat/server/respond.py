@@ -12,10 +12,10 @@ import logging
 import time
 from email.utils import formatdate
 
-from . import _serialize
-from ._exchange import NO_CONTENT_STATUS, RESET_CONTENT, SERVER_MANAGED
-from ._request import Request
-from ._writer import Response
+from tophat.http import serialize as _serialize
+from tophat.http.request import Request
+from tophat.http.writer import Response
+from tophat.server.exchange import NO_CONTENT_STATUS, RESET_CONTENT, SERVER_MANAGED
 
 __all__ = ["COALESCE", "LengthMismatch", "date", "log_access", "refusal", "response_fields"]
 

@@ -1,8 +1,8 @@
 """The trio runtime: the listening server, limits, graceful shutdown and ``serve``.
 
-The counterpart of ``_asyncio.py``, with the same behaviour: every HTTP decision is in
+The counterpart of ``runtime/asyncio/server.py``, with the same behaviour: every HTTP decision is in
 ``accept``; this module owns the listening sockets, the connection limit and the shutdown. Each
-connection is a ``_Conn`` or ``_TLSConn`` (``_trio_conn.py``), the stream adapters that own the
+connection is a ``_Conn`` or ``_TLSConn`` (``connection.py``), the stream adapters that own the
 clock and the lingering close.
 
 Connections run in a nursery shielded from outside cancellation. Cancelling ``serve`` (like
@@ -25,14 +25,15 @@ from ssl import SSLContext
 
 import trio
 
-from ._asyncio import listen_url
-from ._connection import Connection, Endpoint
-from ._opts import ServerOpts
-from ._parse import preload
-from ._serialize import OVERLOADED
-from ._serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures, Throttled
-from ._stream import Phase, StreamClosed, StreamTimeout
-from ._trio_conn import _close, _Conn, _TLSConn
+from tophat.http.endpoint import Endpoint
+from tophat.http.serialize import OVERLOADED
+from tophat.parsers import preload
+from tophat.runtime.asyncio.server import listen_url
+from tophat.runtime.serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures, Throttled
+from tophat.runtime.trio.connection import _close, _Conn, _TLSConn
+from tophat.server.connection import Connection
+from tophat.server.opts import ServerOpts
+from tophat.server.stream import Phase, StreamClosed, StreamTimeout
 
 __all__ = ["TrioServer", "serve"]
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-from ._headers import Headers
+from tophat.http.headers import Headers
 
 __all__ = ["DATA_KEY", "NEVER_DISCONNECTED", "NEVER_STOPPING", "Query", "Request", "Stopping"]
 

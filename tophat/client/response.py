@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from ._client_errors import ClientError, ClientProtocolError
-from ._headers import Headers
+from tophat.client.errors import ClientError, ClientProtocolError
+from tophat.http.headers import Headers
 
 if TYPE_CHECKING:
-    from ._client_connection import ClientConnection
+    from tophat.client.connection import ClientConnection
 
 
 class ClientResponse:

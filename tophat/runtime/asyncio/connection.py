@@ -3,7 +3,7 @@
 ``_Conn`` is the byte stream ``accept`` reads and writes. It owns the clock (per-phase timeouts
 via ``set_phase``, one lazily re-armed timer per connection), pauses reading above a high-water
 mark, answers 503 past the connection limit and closes with a linger (see LINGER). The server
-that listens and shuts down is in ``_asyncio.py``.
+that listens and shuts down is in ``server.py``.
 
 We use ``asyncio.Protocol`` rather than StreamReader/StreamWriter: it is measurably faster
 (``bench/transport_bench.py`` compares the two) because it avoids a second buffer copy and
@@ -18,12 +18,12 @@ import logging
 import socket
 from typing import TYPE_CHECKING, cast
 
-from ._connection import Connection
-from ._serialize import LINGER, OVERLOADED
-from ._stream import Phase, StreamClosed, StreamTimeout, socket_address
+from tophat.http.serialize import LINGER, OVERLOADED
+from tophat.server.connection import Connection
+from tophat.server.stream import Phase, StreamClosed, StreamTimeout, socket_address
 
 if TYPE_CHECKING:
-    from ._asyncio import Server
+    from tophat.runtime.asyncio.server import Server
 
 __all__ = ["_Conn"]
 

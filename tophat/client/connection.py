@@ -11,10 +11,15 @@ from typing import Any
 
 import h11
 
-from ._client_errors import ClientConnectionError, ClientError, ClientProtocolError, ClientTimeout
-from ._client_response import ClientResponse
-from ._headers import Headers
-from ._stream import Stream
+from tophat.client.errors import (
+    ClientConnectionError,
+    ClientError,
+    ClientProtocolError,
+    ClientTimeout,
+)
+from tophat.client.response import ClientResponse
+from tophat.http.headers import Headers
+from tophat.server.stream import Stream
 
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes]
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
@@ -44,8 +49,8 @@ class ClientConnection:
     :class:`ClientConnectionError`.
 
     Args:
-        stream: the byte stream (see :mod:`tophat._stream`). Timeouts are the stream's business:
-            it raises :class:`ClientTimeout` (or :class:`~tophat.StreamTimeout`).
+        stream: the byte stream (see :mod:`tophat.server.stream`). Timeouts are the stream's
+            business: it raises :class:`ClientTimeout` (or :class:`~tophat.StreamTimeout`).
         host: the ``Host`` header to send when a request gives none.
     """
 

@@ -1,6 +1,6 @@
 """accept(): serve one HTTP/1.1 connection over any byte stream, until it ends.
 
-This module never imports a runtime. It feeds bytes from a :class:`~tophat._stream.Stream` to
+This module never imports a runtime. It feeds bytes from a :class:`~tophat.server.stream.Stream` to
 a request parser (``_parse``: h11 or httptools), checks each request head with the strict layer
 in ``_validate``, runs the endpoint, writes the response (its head's fields from ``_respond``,
 serialized by ``_serialize``), and decides after every exchange whether the connection may carry
@@ -15,23 +15,25 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from . import _serialize
-from ._exchange import EMPTY_STATUS as _EMPTY_STATUS
-from ._exchange import Aborted as _Aborted
-from ._exchange import Endpoint, open_body, run_endpoint
-from ._exchange import aclose as _aclose
-from ._exchange import next_piece as _next_piece
-from ._headers import Headers
-from ._opts import ServerOpts
-from ._parse import CLOSED, NEED_DATA, End, Head, ParseError, Parser, _Sentinel, make_parser
-from ._request import NEVER_STOPPING, Request, Stopping
-from ._respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
-from ._stream import Phase, Stream, StreamClosed, StreamTimeout
-from ._validate import Fields, check_request
-from ._writer import Response
-from .glitch import Glitch, reason_phrase
+from tophat.glitch import Glitch, reason_phrase
+from tophat.http import serialize as _serialize
+from tophat.http.endpoint import Endpoint
+from tophat.http.headers import Headers
+from tophat.http.request import NEVER_STOPPING, Request, Stopping
+from tophat.http.writer import Response
+from tophat.parsers import make_parser
+from tophat.parsers.events import CLOSED, NEED_DATA, End, Head, ParseError, Parser, Sentinel
+from tophat.server.exchange import EMPTY_STATUS as _EMPTY_STATUS
+from tophat.server.exchange import Aborted as _Aborted
+from tophat.server.exchange import aclose as _aclose
+from tophat.server.exchange import next_piece as _next_piece
+from tophat.server.exchange import open_body, run_endpoint
+from tophat.server.opts import ServerOpts
+from tophat.server.respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
+from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
+from tophat.server.validate import Fields, check_request, check_trailers
 
-__all__ = ["Connection", "Endpoint", "accept"]
+__all__ = ["Connection", "accept"]
 
 
 log = logging.getLogger("tophat.connection")
@@ -106,7 +108,7 @@ class _Body:
             # (What the parser has is taken without a coroutine call; one when bytes must be
             # waited for.)
             piece = conn._body_piece(self)
-            if not isinstance(piece, _Sentinel):  # (NEED_DATA)
+            if not isinstance(piece, Sentinel):  # (NEED_DATA)
                 return piece
             await conn._receive_body()
 
@@ -177,7 +179,7 @@ class Connection:
             self._phased_stream.set_phase(phase)
         self.parser.feed(await self.stream.receive_some(self.opts.read_size))
 
-    def _body_piece(self, body: _Body) -> bytes | _Sentinel | None:
+    def _body_piece(self, body: _Body) -> bytes | Sentinel | None:
         """The next piece of ``body`` the parser has, None at its end, or NEED_DATA."""
         try:
             event = self.parser.next_event()
@@ -198,6 +200,12 @@ class Connection:
             return event
         if type(event) is End:
             self._expect_continue = False
+            if event.trailers:
+                # Trailer fields pass the strict layer too (RFC 9110 §6.5.1).
+                refused = check_trailers(event.trailers, self.parser.values_checked)
+                if refused is not None:
+                    self._must_close = True
+                    raise Glitch(*refused)
             body.finished = True
             if self._phased_stream is not None:
                 self._phased_stream.set_phase("handler")  # no more reads in this exchange
@@ -545,7 +553,7 @@ async def accept(
     raises for anything the client sends; cancellation propagates.
 
     Args:
-        stream: the byte stream (see :mod:`tophat._stream` for the three methods it needs).
+        stream: the byte stream (see :mod:`tophat.server.stream` for the three methods it needs).
         endpoint: ``async (Request, ResponseWriter) -> ResponseWritten``.
         opts: limits and switches.
         client: the peer address, for ``Request.client`` and logs.

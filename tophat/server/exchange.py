@@ -9,12 +9,13 @@ the bytes go out through ``accept`` or through an ASGI server. Each side supplie
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
 
-from ._request import Request
-from ._writer import Response, ResponseWriter, ResponseWritten
-from .glitch import Glitch
+from tophat.glitch import Glitch
+from tophat.http.endpoint import Endpoint
+from tophat.http.request import Request
+from tophat.http.writer import Response, ResponseWriter
 
 __all__ = [
     "EMPTY_STATUS",
@@ -22,7 +23,6 @@ __all__ = [
     "RESET_CONTENT",
     "SERVER_MANAGED",
     "Aborted",
-    "Endpoint",
     "ExchangeSink",
     "Logged",
     "aclose",
@@ -30,7 +30,6 @@ __all__ = [
     "next_piece",
 ]
 
-Endpoint = Callable[[Request, ResponseWriter], Awaitable[ResponseWritten]]
 
 log = logging.getLogger("tophat.connection")
 error_log = logging.getLogger("tophat.error")

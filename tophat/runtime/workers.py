@@ -28,11 +28,11 @@ from multiprocessing.process import BaseProcess
 from ssl import SSLContext
 from typing import TYPE_CHECKING
 
-from ._connection import Endpoint
-from ._opts import ServerOpts
+from tophat.http.endpoint import Endpoint
+from tophat.server.opts import ServerOpts
 
 if TYPE_CHECKING:
-    from ._serve import Runtime
+    from tophat.runtime.serve import Runtime
 
 __all__ = ["supervise"]
 
@@ -79,7 +79,7 @@ def _worker_main(
     # The supervisor's handlers do not belong here; the runtime installs its own.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from ._serve import run_one
+    from tophat.runtime.serve import run_one
 
     sock = shared
     if sock is None:

@@ -8,7 +8,7 @@ by ``_respond.response_fields``, and header names and values were validated when
 
 from __future__ import annotations
 
-from .glitch import reason_phrase
+from tophat.glitch import reason_phrase
 
 __all__ = ["CHUNKED_END", "CONTINUE", "LINGER", "OVERLOADED", "chunk", "head"]
 

@@ -37,21 +37,21 @@ from urllib.parse import urlsplit
 
 # Body, HeadersLike and TimeoutPhase: the type aliases of the public signatures, kept
 # importable from here as before the split (``as`` marks them re-exported for mypy and ruff).
-from ._client_connection import Body as Body
-from ._client_connection import ClientConnection
-from ._client_connection import HeadersLike as HeadersLike
-from ._client_errors import (
+from tophat.client.connection import Body as Body
+from tophat.client.connection import ClientConnection
+from tophat.client.connection import HeadersLike as HeadersLike
+from tophat.client.errors import (
     ClientConnectionError,
     ClientError,
     ClientProtocolError,
     ClientTimeout,
     Timeout,
 )
-from ._client_errors import TimeoutPhase as TimeoutPhase
-from ._client_response import ClientResponse
-from ._client_transport import _AsyncioStream, _running_library, _TrioStream
-from ._headers import Headers
-from ._stream import Stream
+from tophat.client.errors import TimeoutPhase as TimeoutPhase
+from tophat.client.response import ClientResponse
+from tophat.client.transport import _AsyncioStream, _running_library, _TrioStream
+from tophat.http.headers import Headers
+from tophat.server.stream import Stream
 
 if TYPE_CHECKING:
     from ssl import SSLContext

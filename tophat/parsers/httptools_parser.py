@@ -20,16 +20,15 @@ import re
 
 import httptools
 
-from ._parse import (
-    _END_NO_TRAILERS,
+from tophat.parsers.events import (
     CLOSED,
     DEFAULT_MAX_FIELDS,
+    END_NO_TRAILERS,
     NEED_DATA,
     End,
     Event,
     Head,
     ParseError,
-    checked_end,
 )
 
 __all__ = ["HttptoolsParser"]
@@ -234,7 +233,7 @@ class HttptoolsParser:
         # body, not after a chunked one (we do not parse chunks).
         self._mark = None if self._chunked else self._end_of_request()
         trailers = self._trailers
-        self._events.append(checked_end(trailers, True) if trailers else _END_NO_TRAILERS)
+        self._events.append(End(trailers) if trailers else END_NO_TRAILERS)
 
     def _end_of_request(self) -> int | None:
         base, start = self._base, self._start
@@ -301,8 +300,6 @@ class HttptoolsParser:
             if isinstance(cause, _Stop):
                 method = self._method() if cause.in_request else None
                 self._fail(ParseError(cause.status, cause.reason, method))
-            elif isinstance(cause, ParseError):  # the strict layer refused the trailers
-                self._fail(ParseError(cause.status, str(cause), self._method()))
             else:
                 self._fail(ParseError(400, "request refused", self._method()))
             return None

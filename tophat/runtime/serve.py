@@ -22,8 +22,8 @@ from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any, Literal
 
-from ._connection import Endpoint
-from ._opts import ServerOpts
+from tophat.http.endpoint import Endpoint
+from tophat.server.opts import ServerOpts
 
 __all__ = ["AcceptFailures", "Runtime", "Throttled", "raise_fd_limit", "serve", "serve_trio"]
 
@@ -56,9 +56,9 @@ def _import_trio() -> Any:
 async def serve_trio(
     endpoint: Endpoint, host: str = "127.0.0.1", port: int = 9999, **kw: Any
 ) -> None:
-    """Serve on the running trio loop (see ``tophat._trio.serve`` for the arguments)."""
+    """Serve on the running trio loop (``tophat.runtime.trio.server.serve`` has the arguments)."""
     _import_trio()
-    from . import _trio
+    from tophat.runtime.trio import server as _trio
 
     await _trio.serve(endpoint, host, port, **kw)
 
@@ -91,7 +91,7 @@ def run_one(
         trio = _import_trio()
         trio.run(functools.partial(serve_trio, endpoint, host, port, **kw))
         return
-    from ._asyncio import serve as serve_asyncio
+    from tophat.runtime.asyncio.server import serve as serve_asyncio
 
     main = serve_asyncio(endpoint, host, port, **kw)
     if runtime == "uvloop":
@@ -136,7 +136,7 @@ def serve(
     if workers == 1:
         run_one(endpoint, host, port, opts=opts, runtime=runtime, ssl=ssl, uds=uds, sock=sock)
         return
-    from ._workers import supervise
+    from tophat.runtime.workers import supervise
 
     supervise(endpoint, host, port, opts=opts, runtime=runtime, workers=workers, ssl=ssl, uds=uds)
 

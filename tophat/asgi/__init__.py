@@ -27,10 +27,10 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from ._asgi_exchange import ClientDisconnected, _Exchange
-from ._exchange import Endpoint
-from ._exchange import name_of as _name
-from ._opts import ServerOpts
+from tophat.asgi.exchange import ClientDisconnected, _Exchange
+from tophat.http.endpoint import Endpoint
+from tophat.server.exchange import name_of as _name
+from tophat.server.opts import ServerOpts
 
 __all__ = ["ASGIApp", "ClientDisconnected", "Message", "Receive", "Scope", "Send", "to_asgi"]
 

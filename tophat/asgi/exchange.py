@@ -17,22 +17,22 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
-from ._exchange import EMPTY_STATUS as _EMPTY_STATUS
-from ._exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
-from ._exchange import RESET_CONTENT as _RESET_CONTENT
-from ._exchange import SERVER_MANAGED as _SERVER_MANAGED
-from ._exchange import Aborted as _Aborted
-from ._exchange import aclose as _aclose
-from ._exchange import next_piece as _next_piece
-from ._exchange import open_body, run_endpoint
-from ._headers import Headers
-from ._request import Request
-from ._stream import StreamClosed
-from ._writer import Response
-from .glitch import Glitch
+from tophat.glitch import Glitch
+from tophat.http.headers import Headers
+from tophat.http.request import Request
+from tophat.http.writer import Response
+from tophat.server.exchange import EMPTY_STATUS as _EMPTY_STATUS
+from tophat.server.exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
+from tophat.server.exchange import RESET_CONTENT as _RESET_CONTENT
+from tophat.server.exchange import SERVER_MANAGED as _SERVER_MANAGED
+from tophat.server.exchange import Aborted as _Aborted
+from tophat.server.exchange import aclose as _aclose
+from tophat.server.exchange import next_piece as _next_piece
+from tophat.server.exchange import open_body, run_endpoint
+from tophat.server.stream import StreamClosed
 
 if TYPE_CHECKING:
-    from .asgi import Message, Receive, Scope, Send, _App
+    from tophat.asgi import Message, Receive, Scope, Send, _App
 
 T = TypeVar("T")
 
@@ -307,7 +307,7 @@ class _Exchange:
             raise errors[0]
         return results[0]
 
-    # -- one exchange (as tophat._connection.Connection._exchange) ------------------------------
+    # -- one exchange (as tophat.server.connection.Connection._exchange) ---------------------
 
     async def run(self) -> None:
         request = self.request

@@ -25,8 +25,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ._opts import ServerOpts
-from ._parse import Head
+from tophat.parsers.events import Head
+from tophat.server.opts import ServerOpts
 
 __all__ = ["Fields", "Refusal", "check_request", "check_trailers"]
 

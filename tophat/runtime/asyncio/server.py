@@ -2,7 +2,7 @@
 
 A thin layer: every HTTP decision is in ``accept``. This module owns the listening socket, the
 connections' shared state (the connection set, the read buffer, the timeouts per phase) and the
-shutdown; each connection is a ``_Conn`` (``_asyncio_conn.py``), the stream adapter that owns
+shutdown; each connection is a ``_Conn`` (``connection.py``), the stream adapter that owns
 the clock. On CPython's selector loop it also accepts connections itself (``_Acceptor``).
 """
 
@@ -19,13 +19,13 @@ from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any
 
-from ._asyncio_conn import _Conn
-from ._connection import Endpoint
-from ._opts import ServerOpts
-from ._parse import preload
-from ._serialize import LINGER
-from ._serve import ACCEPT_IGNORED, AcceptFailures, Throttled
-from ._stream import Phase, socket_address
+from tophat.http.endpoint import Endpoint
+from tophat.http.serialize import LINGER
+from tophat.parsers import preload
+from tophat.runtime.asyncio.connection import _Conn
+from tophat.runtime.serve import ACCEPT_IGNORED, AcceptFailures, Throttled
+from tophat.server.opts import ServerOpts
+from tophat.server.stream import Phase, socket_address
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
 

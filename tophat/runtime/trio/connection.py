@@ -1,8 +1,8 @@
 """The trio runtime's stream adapters: one plain or TLS connection, with its timeouts.
 
-The counterpart of ``_asyncio_conn.py``: ``_Conn`` (plain) and ``_TLSConn`` are the byte
-streams ``accept`` reads and writes; they own the clock (per-phase timeouts via ``set_phase``)
-and the lingering close. The server that listens and shuts down is in ``_trio.py``.
+The counterpart of ``runtime/asyncio/connection.py``: ``_Conn`` (plain) and ``_TLSConn`` are the
+byte streams ``accept`` reads and writes; they own the clock (per-phase timeouts via
+``set_phase``) and the lingering close. The server that listens and shuts down is in ``server.py``.
 
 * Plain connections are non-blocking stdlib sockets driven with ``trio.lowlevel.wait_readable``
   / ``wait_writable``, as trio's own ``SocketStream`` does, with one difference: a timeout
@@ -14,7 +14,7 @@ and the lingering close. The server that listens and shuts down is in ``_trio.py
   know; like asyncio's ``connection_lost``, a broken connection reads as the end of input, and
   writing to it raises :class:`~tophat.StreamClosed`.
 * trio has no callback for a client that leaves while nobody reads, so a connection whose
-  endpoint runs for a while (the ``"handler"`` phase, see ``_trio.py``'s sweep) gets a watcher
+  endpoint runs for a while (the ``"handler"`` phase, see ``server.py``'s sweep) gets a watcher
   task that waits for the socket to become readable: an end of input or a reset is the client
   leaving (``Connection.peer_gone``); bytes that arrive meanwhile (a pipelined request) are kept
   for the next read. Over TLS the watcher only peeks: it can tell a close or a reset, and stops
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
-from ._opts import KiB
-from ._serialize import LINGER
-from ._stream import Phase, StreamClosed, StreamTimeout, socket_address
+from tophat.http.serialize import LINGER
+from tophat.server.opts import KiB
+from tophat.server.stream import Phase, StreamClosed, StreamTimeout, socket_address
 
 if TYPE_CHECKING:
-    from ._connection import Connection
-    from ._trio import TrioServer
+    from tophat.runtime.trio.server import TrioServer
+    from tophat.server.connection import Connection
 
 __all__ = ["_Conn", "_TLSConn", "_close"]
 

@@ -1,193 +1,26 @@
-"""The request parsers behind one small event interface: h11 (the reference) and httptools.
-
-``accept`` never talks to a parser library directly. It feeds bytes and pulls events:
-
-* :class:`Head` — a complete request head (method, target, version, header fields);
-* ``bytes`` — a piece of the body;
-* :class:`End` — the end of the body, with any trailer fields;
-* ``NEED_DATA`` — feed more bytes; ``CLOSED`` — the client closed between requests.
-
-A parser raises :class:`ParseError` (with the status to answer) for input it refuses. After an
-``End`` the connection answers, then calls :meth:`next_cycle` before the next request; bytes of
-pipelined requests are kept. Parsers only parse: what the RFCs forbid beyond the grammar is
-checked once, for both, by ``_validate``; responses are written by ``_serialize``.
-"""
+"""The h11 request parser (the reference): h11's readers over a receive buffer whose line
+splitting is held to what llhttp accepts (see ``H11Parser``)."""
 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal, Protocol
 
 import h11
 from h11._readers import ChunkedReader, ContentLengthReader, maybe_read_from_IDLE_client
 from h11._receivebuffer import ReceiveBuffer
 
-__all__ = [
-    "CLOSED",
-    "NEED_DATA",
-    "End",
-    "Head",
-    "ParseError",
-    "Parser",
-    "ParserName",
-    "make_parser",
-    "resolve_parser",
-]
+from tophat.parsers.events import (
+    CLOSED,
+    DEFAULT_MAX_FIELDS,
+    END_NO_TRAILERS,
+    NEED_DATA,
+    End,
+    Event,
+    Head,
+    ParseError,
+)
 
-ParserName = Literal["auto", "h11", "httptools"]
-
-
-class _Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA: Final = _Sentinel("NEED_DATA")
-CLOSED: Final = _Sentinel("CLOSED")
-
-
-class Head:
-    """A parsed request head. Header names are lower-cased bytes, in the order received."""
-
-    __slots__ = ("headers", "http_version", "method", "size", "target")
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        http_version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        size: int,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.http_version = http_version
-        self.headers = headers
-        self.size = size  # bytes the head occupied, for the head-size limit
-
-    def __repr__(self) -> str:
-        return f"<Head {self.method!r} {self.target!r} HTTP/{self.http_version.decode()}>"
-
-
-class End:
-    """The end of a request body; ``trailers`` are the trailer fields of a chunked body."""
-
-    __slots__ = ("trailers",)
-
-    def __init__(self, trailers: list[tuple[bytes, bytes]]) -> None:
-        self.trailers = trailers
-
-
-_END_NO_TRAILERS: Final = End([])
-
-Event = Head | bytes | End | _Sentinel
-
-
-class ParseError(Exception):
-    """Input the parser refuses; ``status`` is the response to send before closing."""
-
-    def __init__(self, status: int, message: str, method: bytes | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.method = method  # when known: the answer to a HEAD request carries no body
-
-
-class Parser(Protocol):
-    #: Whether the parser itself refuses control characters in field values.
-    values_checked: bool
-
-    def feed(self, data: bytes) -> None:
-        """Add received bytes; ``b""`` means the client closed its side."""
-
-    def next_event(self) -> Event: ...
-
-    def end_without_content(self) -> None:
-        """The request just parsed has no content (the caller checked its header fields):
-        take its end now, instead of ``next_event`` returning ``End``."""
-
-    def take_whole_body(self, length: int) -> bytes | None:
-        """The request's whole content (``length`` bytes, declared by Content-Length) if it
-        was all received with the head, taking its end too; else None, nothing taken."""
-
-    def next_cycle(self) -> None:
-        """Get ready for the next request (after ``End``), keeping pipelined bytes."""
-
-    def buffered(self) -> int:
-        """Bytes received and not parsed yet."""
-        ...
-
-    def holds_next(self) -> bool:
-        """Whether bytes after the current request's end were received (a pipelined request);
-        only meaningful once that end was taken."""
-        ...
-
-    def head_pending(self) -> bool:
-        """Whether the incomplete head received so far is a HEAD request's (its refusal, a
-        408, then carries no content: RFC 9110 §9.3.2)."""
-        ...
-
-    @property
-    def at_eof(self) -> bool: ...
-
-
-def resolve_parser(name: ParserName) -> Literal["h11", "httptools"]:
-    """``auto`` is httptools when the ``fast`` extra is installed, else h11 (the reference)."""
-    if name != "auto":
-        return name
-    return "httptools" if AUTO == "httptools" and _have_httptools() else "h11"
-
-
-def _have_httptools() -> bool:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-#: What ``parser="auto"`` means in this process: "httptools" (when installed) or "h11".
-AUTO: Literal["h11", "httptools"] = "httptools"
-
-
-#: ``ServerOpts().max_header_count``, for a parser made without one.
-DEFAULT_MAX_FIELDS: Final = 100
-
-
-def make_parser(
-    name: ParserName, max_head_size: int, max_fields: int = DEFAULT_MAX_FIELDS
-) -> Parser:
-    """A parser; ``max_head_size`` and ``max_fields`` bound a head and its trailer section
-    together (the trailers of a chunked request count against the head's limits)."""
-    if resolve_parser(name) == "httptools":
-        from ._parse_httptools import HttptoolsParser
-
-        return HttptoolsParser(max_head_size, max_fields)
-    return H11Parser(max_head_size, max_fields)
-
-
-def preload(name: ParserName) -> None:
-    """Import what the parser ``name`` needs now, when a server starts: the first connection
-    must not import a module (out of descriptors, an import fails, and so did every connection
-    accepted meanwhile: they stayed open, unserved)."""
-    make_parser(name, 1)
-
-
-def checked_end(trailers: list[tuple[bytes, bytes]], values_checked: bool) -> End:
-    """The End of a chunked body with these trailer fields, once the strict layer let them
-    through (RFC 9110 §6.5.1); else raises ParseError."""
-    if not trailers:
-        return _END_NO_TRAILERS
-    from ._validate import check_trailers  # (_validate imports this module)
-
-    refusal = check_trailers(trailers, values_checked)
-    if refusal is not None:
-        raise ParseError(*refusal)
-    return End(trailers)
+__all__ = ["H11Parser"]
 
 
 # RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS chunk-ext-name
@@ -343,13 +176,11 @@ class H11Parser:
         self._done = True
         trailers = event.headers
         if not trailers:
-            return _END_NO_TRAILERS
+            return END_NO_TRAILERS
         # The trailer section counts against what the head left of its limits.
         if buf.section > self._room or len(trailers) > self._fields_left:
             raise ParseError(431, "Request header fields too large (trailers)")
-        return checked_end(
-            [(name.lower(), value) for name, value in trailers.raw_items()], self.values_checked
-        )
+        return End([(name.lower(), value) for name, value in trailers.raw_items()])
 
     def _head(self, buf: _StrictBuffer) -> Event:
         before = len(buf)
