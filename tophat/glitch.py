@@ -18,30 +18,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from http import HTTPStatus
 from typing import TypeVar
 
 from typing_extensions import ParamSpec
 
 from tophat.http.headers import Headers
+from tophat.http.status import reason_phrase
 
 __all__ = ["Glitch", "awaiting", "call", "catching", "ok_or", "reason_phrase"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-# RFC 9110 §15 renamed a few; older Pythons' http.HTTPStatus still has the RFC 7231 phrases.
-_PHRASES = {s.value: s.phrase for s in HTTPStatus} | {
-    413: "Content Too Large",
-    414: "URI Too Long",
-    416: "Range Not Satisfiable",
-    422: "Unprocessable Content",
-}
-
-
-def reason_phrase(status: int) -> str:
-    """The standard reason phrase for ``status`` (empty for unknown codes)."""
-    return _PHRASES.get(status, "")
 
 
 class Glitch(Exception):

@@ -181,9 +181,7 @@ def parse_responses(data: bytes, methods: Sequence[str] = ("GET",)) -> list[Test
                 resp = TestResponse(
                     event.status_code,
                     event.reason.decode("latin-1"),
-                    Headers._trusted(
-                        [(n.decode(),) * 2 + (v.decode("latin-1"),) for n, v in event.headers]
-                    ),
+                    Headers.from_wire(list(event.headers)),
                     b"",
                     event.http_version.decode(),
                 )

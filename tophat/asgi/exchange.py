@@ -201,7 +201,7 @@ class _Exchange:
         """
         headers: list[tuple[str, str]] = []
         close = self._too_large  # the rest of the body stays unread: close, as accept() does
-        for lname, _, value in response.headers._items:
+        for lname, _, value in response.headers.fields():
             if lname in _SERVER_MANAGED:
                 # A user "Connection: close" asks to close; other values are dropped.
                 close = close or (lname == "connection" and "close" in value.lower())
@@ -366,9 +366,8 @@ def _request(scope: Scope, body: _Exchange) -> Request:
         path = _without_root(path, root_path)
     query = scope.get("query_string", b"")
     target = path + "?" + query.decode("latin-1") if query else path
-    headers = Headers._trusted(
-        [(n.decode("latin-1").lower(),) * 2 + (v.decode("latin-1"),) for n, v in scope["headers"]]
-    )
+    # (ASGI servers send lower-case names, but the spec says only "should")
+    headers = Headers.from_wire([(n.lower(), v) for n, v in scope["headers"]])
     client, server = scope.get("client"), scope.get("server")
     request = Request(
         scope["method"],

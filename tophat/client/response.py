@@ -52,9 +52,7 @@ class ClientResponse:
         self.status: int = event.status_code
         self.reason = event.reason.decode("latin-1")
         self.http_version = event.http_version.decode()
-        self.headers = Headers._trusted(
-            [(n.decode(), n.decode(), v.decode("latin-1")) for n, v in event.headers]
-        )
+        self.headers = Headers.from_wire(list(event.headers))
         self.informational = informational
         self.trailers: Headers | None = None
         self._pending: list[bytes] = []
@@ -126,9 +124,7 @@ class ClientResponse:
                     self._pending.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 if event.headers:
-                    self.trailers = Headers._trusted(
-                        [(n.decode(), n.decode(), v.decode("latin-1")) for n, v in event.headers]
-                    )
+                    self.trailers = Headers.from_wire(list(event.headers))
                 self._done = True
                 conn._finished()
                 if conn._closed_why is not None:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, overload
 
-__all__ = ["HeaderError", "Headers"]
+__all__ = ["Field", "HeaderError", "Headers"]
 
 # RFC 9110 §5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 # / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
@@ -61,11 +61,37 @@ def check_value(value: str) -> str:
     return stripped
 
 
+class Field(tuple[str, str, str]):
+    """One header field, validated once: ``(lower-case name, name as given, value)``.
+
+    Building a Field runs the same checks as :meth:`Headers.set` (the one validation point for
+    what reaches the wire); :meth:`Headers.set_field` and :meth:`Headers.set_fields` then store
+    it as it is. For fields known at configuration time (CORS's allow headers, a default
+    content type), so that each request pays no check.
+
+    >>> Field("Vary", "Origin")
+    Field('Vary', 'Origin')
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, value: str) -> Field:
+        return tuple.__new__(cls, (check_name(name), name, check_value(value)))
+
+    def __repr__(self) -> str:
+        return f"Field({self[1]!r}, {self[2]!r})"
+
+
 class Headers:
     """Header fields: case-insensitive lookup, several values per name, order kept.
 
     Iterating yields ``(name, value)`` pairs in the order they were received or added, with
     names as given (request header names arrive lower-cased from the parser).
+
+    Every field set through the writing methods is validated (:func:`check_name`,
+    :func:`check_value`, or once in advance as a :class:`Field`): that is what makes response
+    splitting impossible. Only fields received from a peer skip it (:meth:`from_wire`,
+    :meth:`from_sent`), since the parser or the sender already checked them.
 
     >>> h = Headers([("Accept", "text/html"), ("accept", "text/plain")])
     >>> h.get("ACCEPT"), h.get_all("accept")
@@ -75,7 +101,7 @@ class Headers:
     __slots__ = ("_items", "_raw")
 
     _items: list[tuple[str, str, str]]  # (lower-cased name, name as given, value)
-    _raw: list[tuple[bytes, bytes]] | None  # fields as parsed, not decoded yet (_from_wire)
+    _raw: list[tuple[bytes, bytes]] | None  # fields as parsed, not decoded yet (from_wire)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         self._items = []
@@ -84,20 +110,30 @@ class Headers:
             for name, value in pairs:
                 self.add(name, value)
 
-    @classmethod
-    def _trusted(cls, items: list[tuple[str, str, str]]) -> Headers:
-        """Build without validation, from triples the parser already validated."""
-        h = cls.__new__(cls)
-        h._items = items
-        return h
+    # -- constructors for fields already checked (no validation: read the conditions) -----
 
     @classmethod
-    def _from_wire(cls, raw: list[tuple[bytes, bytes]]) -> Headers:
-        """Request fields as the parser gave them (lower-case names), checked by it and the
-        strict layer. They are decoded on first use: many endpoints never look at most
-        requests' fields (~0.2 µs per field saved then)."""
+    def from_wire(cls, raw: list[tuple[bytes, bytes]]) -> Headers:
+        """Fields received from a peer, as a parser gives them: lower-case names, Latin-1.
+
+        Not validated: only for fields a parser already checked (h11, the strict layer, an
+        ASGI server). They are decoded on first use: many endpoints never look at most
+        requests' fields (~0.2 µs per field saved then).
+        """
         h = cls.__new__(cls)
         h._raw = raw
+        return h
+
+    _from_wire = from_wire  # (old name, still used by tophat.server.connection)
+
+    @classmethod
+    def from_sent(cls, fields: list[tuple[str, str]]) -> Headers:
+        """The ``(name, value)`` fields of a response that went out (``ResponseWritten``).
+
+        Not validated: each was checked when set, or is one the server made (framing, Date).
+        """
+        h = cls.__new__(cls)
+        h._items = [(name.lower(), name, value) for name, value in fields]
         return h
 
     if not TYPE_CHECKING:  # (hidden from type checkers: no attribute should look valid)
@@ -179,7 +215,15 @@ class Headers:
         return f"Headers({self.items()!r})"
 
     def copy(self) -> Headers:
-        return Headers._trusted(list(self._items))
+        h = Headers.__new__(Headers)
+        h._items = list(self._items)
+        return h
+
+    def fields(self) -> Iterator[tuple[str, str, str]]:
+        """The fields as ``(lower-case name, name as given, value)``, in order, for
+        serializers: no pair is built (the name to match on and the name to send both there).
+        """
+        return iter(self._items)
 
     # -- writing (validated: no response splitting) ----------------------------------------
 
@@ -189,20 +233,36 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with ``value`` (kept at the first one's position)."""
-        self._set_valid(check_name(name), name, check_value(value))
+        self._set((check_name(name), name, check_value(value)))
 
-    def _set_valid(self, key: str, name: str, value: str) -> None:
-        """``set`` for a lower-case ``key`` and a value known to be valid (checked once, at
-        configuration time, or a request header's value, which the parser and the strict layer
-        checked). Middleware use it on their per-request path."""
+    def add_field(self, field: Field) -> None:
+        """``add`` for a :class:`Field`, checked when it was built: no check per call."""
+        self._items.append(field)
+
+    def set_field(self, field: Field) -> None:
+        """``set`` for a :class:`Field`, checked when it was built: no check per call."""
+        self._set(field)
+
+    def set_fields(self, fields: list[Field]) -> None:
+        """``set_field`` for each of ``fields`` (names distinct); on headers still empty (a
+        middleware that runs first, as CORS usually does) they are appended in one go."""
+        items = self._items
+        if not items:
+            items.extend(fields)
+            return
+        for field in fields:
+            self._set(field)
+
+    def _set(self, field: tuple[str, str, str]) -> None:
+        key = field[0]
         items = self._items
         for i, (lname, _, _) in enumerate(items):
             if lname == key:
-                items[i] = (key, name, value)
+                items[i] = field
                 if any(t[0] == key for t in items[i + 1 :]):
                     items[i + 1 :] = [t for t in items[i + 1 :] if t[0] != key]
                 return
-        items.append((key, name, value))
+        items.append(field)
 
     def setdefault(self, name: str, value: str) -> str:
         existing = self.get(name)

@@ -3,12 +3,13 @@
 It produces exactly the bytes h11's serializer produces for the same response (proved by
 ``tests/test_serialize.py``, a property test against h11), without h11's per-response header
 normalization and state bookkeeping — the framing and connection headers are already decided
-by ``_respond.response_fields``, and header names and values were validated when they were set.
+by ``tophat.server.respond.response_fields``, and header names and values were validated when
+they were set.
 """
 
 from __future__ import annotations
 
-from tophat.glitch import reason_phrase
+from tophat.http.status import reason_phrase
 
 __all__ = ["CHUNKED_END", "CONTINUE", "LINGER", "OVERLOADED", "chunk", "head"]
 

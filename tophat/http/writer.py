@@ -7,13 +7,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tophat.http.headers import Headers
+from tophat.http.headers import Field, Headers
 
 __all__ = ["Response", "ResponseWriter", "ResponseWritten", "ServerSentEvent"]
 
 Body = bytes | AsyncIterable[bytes]
 
 _TEXT = "text/plain; charset=utf-8"
+_TEXT_FIELD = Field("content-type", _TEXT)  # checked once, here
 
 
 class Response:
@@ -73,7 +74,7 @@ class ResponseWritten:
     @property
     def headers(self) -> Headers:
         if self._headers is None:  # built on first use: most handlers never look
-            self._headers = Headers._trusted([(n.lower(), n, v) for n, v in self._raw_headers])
+            self._headers = Headers.from_sent(self._raw_headers)
         return self._headers
 
     def __repr__(self) -> str:
@@ -179,8 +180,7 @@ class ResponseWriter:
         r.body = body
         r.length = len(body)
         if content_type is _TEXT:
-            # The default type, checked once (here, in _TEXT): skip the per-call check.
-            r.headers._set_valid("content-type", "content-type", _TEXT)
+            r.headers.set_field(_TEXT_FIELD)  # the default type: no per-call check
         else:
             r.headers.set("content-type", content_type)
 

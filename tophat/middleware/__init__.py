@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tophat.http.endpoint import Endpoint, Middleware
-from tophat.http.headers import Headers, check_name
+from tophat.http.headers import Field, Headers, check_name
 from tophat.http.writer import Response
 
-__all__ = ["Middleware", "add_vary", "chain"]
+__all__ = ["Middleware", "add_vary", "chain", "vary_hook"]
+
+_VARY = "vary"
 
 
 def chain(*middlewares: Middleware) -> Middleware:
@@ -43,10 +45,10 @@ def add_vary(headers: Headers, *names: str) -> None:
     """
     for name in names:
         check_name(name)
-    _add_checked_vary(headers, names, ", ".join(names))
+    _add_checked_vary(headers, names, Field(_VARY, ", ".join(names)))
 
 
-def _vary_hook(*names: str) -> Callable[[Response], None]:
+def vary_hook(*names: str) -> Callable[[Response], None]:
     """A ``before_send`` hook that adds ``names`` to the response's ``Vary`` (as ``add_vary``).
 
     The names are checked, and joined, once here: middleware that vary every response build
@@ -57,7 +59,7 @@ def _vary_hook(*names: str) -> Callable[[Response], None]:
     """
     for name in names:
         check_name(name)
-    joined = ", ".join(names)
+    joined = Field(_VARY, ", ".join(names))
 
     def hook(response: Response) -> None:
         _add_checked_vary(response.headers, names, joined)
@@ -65,34 +67,29 @@ def _vary_hook(*names: str) -> Callable[[Response], None]:
     return hook
 
 
-# (the Vary fields a response has, names to add) -> the merged value, or None when nothing
+# (the Vary values a response has, names to add) -> the merged field, or None when nothing
 # changes. An application's responses carry a handful of distinct Vary values: remembering
-# each merge saves its split, strip and join per response (bounded, as check_name's cache).
-_MERGED_VARY: dict[tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]], str | None] = {}
+# each merge saves its split, strip, join and check per response (bounded, as check_name's
+# cache).
+_MERGED_VARY: dict[tuple[tuple[str, ...], tuple[str, ...]], Field | None] = {}
 
 
-def _add_checked_vary(headers: Headers, names: tuple[str, ...], joined: str) -> None:
-    """``add_vary`` for names already checked; ``joined`` is ``", ".join(names)``."""
-    items = headers._items
-    found = [item for item in items if item[0] == "vary"]
+def _add_checked_vary(headers: Headers, names: tuple[str, ...], joined: Field) -> None:
+    """``add_vary`` for names already checked; ``joined`` is the field ``Vary: names``."""
+    found = headers.get_all(_VARY)
     if not found:  # the common case: one scan, one append
-        items.append(("vary", "vary", joined))
+        headers.add_field(joined)
         return
     key = (tuple(found), names)
     try:
         merged = _MERGED_VARY[key]
     except KeyError:
-        merged = _merge_vary([value for _, _, value in found], names)
+        value = _merge_vary(found, names)
+        merged = None if value is None else Field(_VARY, value)
         if len(_MERGED_VARY) < 1024:
             _MERGED_VARY[key] = merged
-    if merged is None:
-        return
-    # Valid without a check (saves check_name and check_value's regex): tokens, and stripped,
-    # non-empty pieces of values Headers validated when they were set.
-    if len(found) == 1:
-        items[items.index(found[0])] = ("vary", "vary", merged)  # in place: no Python scan
-    else:
-        headers._set_valid("vary", "vary", merged)
+    if merged is not None:
+        headers.set_field(merged)
 
 
 def _merge_vary(values: list[str], names: tuple[str, ...]) -> str | None:

@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from tophat.http.endpoint import Endpoint
-from tophat.http.headers import Headers
+from tophat.http.headers import Field
 from tophat.http.request import Request
 from tophat.http.writer import ResponseWriter, ResponseWritten
-from tophat.middleware import Middleware, _vary_hook, add_vary
+from tophat.middleware import Middleware, add_vary, vary_hook
 
 __all__ = ["cors"]
 
@@ -46,7 +46,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 _ACAO = "access-control-allow-origin"
-_vary_origin = _vary_hook("Origin")  # built once: the per-request hook checks no name
+_vary_origin = vary_hook("Origin")  # built once: the per-request hook checks no name
 
 
 def _norm_origin(origin: str) -> str:
@@ -56,15 +56,6 @@ def _norm_origin(origin: str) -> str:
             "path or trailing slash (e.g. 'https://app.example.com'), or pass allow_origins='*'"
         )
     return origin.lower()
-
-
-def _allow(h: Headers, fields: list[tuple[str, str, str]]) -> None:
-    """Set ``fields`` (Headers triples, values checked at construction) on ``h``."""
-    if not h._items:  # no header yet (CORS is usually outermost): appended as they are
-        h._items.extend(fields)
-        return
-    for key, name, value in fields:
-        h._set_valid(key, name, value)
 
 
 def _tokens(values: Iterable[str], what: str) -> list[str]:
@@ -140,15 +131,15 @@ def cors(
     if expose:
         simple_headers.append(("access-control-expose-headers", expose))
     # Per listed origin, as browsers send it (serialized lower-case), every header an actual
-    # request from it gets, as Headers triples (lower-case name, name, value): on a response
-    # with no header yet they are appended as they are, with no origin check, no triple built
-    # and no scan for an existing value. Only configured origins are keys: bounded.
-    simple_fields = [(name, name, value) for name, value in simple_headers]
-    origin_fields = {o: [(_ACAO, _ACAO, o), *simple_fields] for o in origins}
+    # request from it gets, as Fields checked here: on a response with no header yet they are
+    # appended as they are, with no check, no field built and no scan for an existing value.
+    # Only configured origins are keys: bounded.
+    simple_fields = [Field(name, value) for name, value in simple_headers]
+    origin_fields = {o: [Field(_ACAO, o), *simple_fields] for o in origins}
     # With "*", every actual response gets the same fields, Origin or not (Fetch, "CORS
     # protocol and HTTP caches": then no Vary: Origin is needed, and a cached answer to a
     # request without Origin still works for a page's fetch()).
-    wildcard_fields = [(_ACAO, _ACAO, "*"), *simple_fields]
+    wildcard_fields = [Field(_ACAO, "*"), *simple_fields]
     methods_value = ", ".join(methods)
     max_age_value = None if max_age is None else str(max_age)
 
@@ -206,7 +197,7 @@ def cors(
                 w.before_send(_vary_origin)
             if origin is None:
                 if wildcard:
-                    _allow(w.response.headers, wildcard_fields)
+                    w.response.headers.set_fields(wildcard_fields)
                 return await endpoint(req, w)
             if req.method == "OPTIONS":  # only an OPTIONS can be a preflight: no other scan
                 method = req.headers.get("access-control-request-method")
@@ -217,10 +208,9 @@ def cors(
                 if wildcard:
                     fields = wildcard_fields
                 elif origin_allowed(origin):  # (a regex or predicate, or another letter case)
-                    # The request's own Origin was checked by the parser and the strict layer.
-                    fields = [(_ACAO, _ACAO, origin), *simple_fields]
+                    fields = [Field(_ACAO, origin), *simple_fields]
             if fields is not None:
-                _allow(w.response.headers, fields)
+                w.response.headers.set_fields(fields)
             return await endpoint(req, w)
 
         return cors_endpoint

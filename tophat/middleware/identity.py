@@ -51,7 +51,7 @@ from tophat.glitch import Glitch
 from tophat.http.endpoint import Endpoint
 from tophat.http.request import Request
 from tophat.http.writer import ResponseWriter, ResponseWritten
-from tophat.middleware import Middleware, _vary_hook
+from tophat.middleware import Middleware, vary_hook
 from tophat.middleware._key_strength import key_bytes as _key_bytes
 
 __all__ = ["USER_KEY", "Identity"]
@@ -101,7 +101,7 @@ def _default_cookie_name(secure: bool, path: str, domain: str | None) -> str:
     return _DEFAULT_NAME
 
 
-_vary_cookie = _vary_hook("Cookie")  # built once: the per-request hook checks no name
+_vary_cookie = vary_hook("Cookie")  # built once: the per-request hook checks no name
 
 
 class Identity:

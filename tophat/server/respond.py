@@ -73,7 +73,7 @@ def response_fields(
     headers: list[tuple[str, str]] = []
     has_date = has_server = False
     hosts = 0
-    for lname, name, value in response.headers._items:
+    for lname, name, value in response.headers.fields():
         if lname in SERVER_MANAGED:
             close = close or (lname == "connection" and "close" in value.lower())
             continue
