@@ -1,7 +1,9 @@
-"""Shared fixtures: every async test runs on each backend in ``anyio_backend``.
+"""Shared fixtures: every async test runs on each backend in ``anyio_backend``, and each test
+that may parse a request in this process runs on each parser (``parser``).
 
 In-memory tests (through ``tophat.testing``) touch no runtime, so they run on asyncio, asyncio
-with uvloop, and trio. Tests of one runtime pin ``anyio_backend`` in their module.
+with uvloop, and trio. Tests of one runtime pin ``anyio_backend`` in their module. Static
+checks and tests whose server is a child process run once (see ``pytest_generate_tests``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,68 @@ BACKENDS = [
 
 PARSERS = os.environ.get("TOPHAT_TEST_PARSERS", "h11,httptools").split(",")
 
+# A test runs once per request parser when a request may be parsed in this process. These run
+# once: nothing in them parses a request here, or the server runs in a child process that picks
+# its own parser (the CLI's default) — the fixture's parameter would only repeat them.
+ONE_PARSER_MODULES = {
+    "test_architecture": "reads the source and runs import-linter",
+    "test_static": "runs mypy and ruff",
+    "test_cli": "checks arguments; parses no request",
+    "test_h11_leniency": "pins what h11 itself accepts",
+    "test_workers": "the server runs in child processes",
+}
+ONE_PARSER_TESTS = {
+    ("test_asgi", "test_gunicorn_with_a_uvicorn_worker_serves_the_app"): "child process",
+    ("test_examples", "test_every_example_runs_with_the_cli"): "child process",
+    ("test_server", "test_cli_stops_cleanly_on_signal"): "child process",
+    ("test_server", "test_cli_answers_pipelined_requests_in_order"): "child process",
+    ("test_server", "test_cli_lets_the_request_in_flight_finish_on_sigint"): "child process",
+    ("test_server", "test_cli_second_sigint_stops_at_once"): "child process",
+    ("test_tls_uds", "test_cli_serves_tls"): "child process",
+    ("test_tls_uds", "test_cli_serves_a_unix_socket"): "child process",
+}
 
-@pytest.fixture(params=PARSERS, autouse=True)
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``parser`` (autouse, so every test has it) over PARSERS where it matters.
+
+    A child process that should use a parser is given ``parser`` on its command line (as
+    test_shutdown_load and test_proxy_hostile do); those tests still run once per parser.
+    """
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if (
+        "parser" not in metafunc.fixturenames
+        or "parser" in vars(metafunc.module)  # the module overrides the fixture
+        or _parametrizes_parser(metafunc)  # the test parametrizes it itself
+        or module in ONE_PARSER_MODULES
+        or (module, metafunc.function.__name__) in ONE_PARSER_TESTS
+    ):
+        return
+    metafunc.parametrize("parser", PARSERS, indirect=True)
+
+
+def _parametrizes_parser(metafunc: pytest.Metafunc) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "parser" in names:
+            return True
+    return False
+
+
+@pytest.fixture(autouse=True)
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs once per request parser: ServerOpts(parser="auto") resolves to it."""
-    monkeypatch.setattr(_parse, "AUTO", request.param)
-    return str(request.param)
+    """The request parser ``ServerOpts(parser="auto")`` resolves to in this test.
+
+    Parametrized by ``pytest_generate_tests`` where a request may be parsed in this process;
+    elsewhere the default, unchanged.
+    """
+    name = getattr(request, "param", None)
+    if name is None:
+        return _parse.AUTO
+    monkeypatch.setattr(_parse, "AUTO", name)
+    return str(name)
 
 
 @pytest.fixture(params=BACKENDS)
