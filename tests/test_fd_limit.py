@@ -26,7 +26,7 @@ import pytest
 from servers import HOST, RUNTIMES, Serving, connected, free_port
 
 from tophat import Request, ResponseWriter, ResponseWritten
-from tophat.runtime.serve import FD_HEADROOM, AcceptFailures, raise_fd_limit
+from tophat.runtime.limits import FD_HEADROOM, AcceptFailures, raise_fd_limit
 from tophat.testing import parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,13 +26,11 @@ import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from ssl import SSLContext
-from typing import TYPE_CHECKING
 
 from tophat.http.endpoint import Endpoint
+from tophat.runtime.limits import BACKLOG
+from tophat.runtime.run import Runtime, run_one
 from tophat.server.opts import ServerOpts
-
-if TYPE_CHECKING:
-    from tophat.runtime.serve import Runtime
 
 __all__ = ["supervise"]
 
@@ -62,7 +60,7 @@ def _shared_socket(host: str, port: int, uds: str | None) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -79,12 +77,10 @@ def _worker_main(
     # The supervisor's handlers do not belong here; the runtime installs its own.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from tophat.runtime.serve import run_one
-
     sock = shared
     if sock is None:
         sock = _reuseport_socket(host, port)
-        sock.listen(2048)
+        sock.listen(BACKLOG)
     with contextlib.suppress(KeyboardInterrupt):
         run_one(endpoint, host, port, opts=opts, runtime=runtime, ssl=ssl, uds=None, sock=sock)
 

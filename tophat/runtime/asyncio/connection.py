@@ -1,9 +1,11 @@
 """The asyncio runtime's stream adapter: one connection, as a ``BufferedProtocol``.
 
-``_Conn`` is the byte stream ``accept`` reads and writes. It owns the clock (per-phase timeouts
+``Conn`` is the byte stream ``accept`` reads and writes. It owns the clock (per-phase timeouts
 via ``set_phase``, one lazily re-armed timer per connection), pauses reading above a high-water
-mark, answers 503 past the connection limit and closes with a linger (see LINGER). The server
-that listens and shuts down is in ``server.py``.
+mark, answers 503 past the connection limit and closes with a linger (see LINGER). What it
+shares with the other connections and the server (the connection sets, the read buffer, the
+timeouts) is the server's ``ConnectionPool`` (``pool.py``); the server that listens and shuts
+down is in ``server.py``.
 
 We use ``asyncio.Protocol`` rather than StreamReader/StreamWriter: it is measurably faster
 (``bench/transport_bench.py`` compares the two) because it avoids a second buffer copy and
@@ -16,16 +18,14 @@ import asyncio
 import contextvars
 import logging
 import socket
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from tophat.http.serialize import LINGER, OVERLOADED
+from tophat.runtime.asyncio.pool import ConnectionPool
 from tophat.server.connection import Connection
 from tophat.server.stream import Phase, StreamClosed, StreamTimeout, socket_address
 
-if TYPE_CHECKING:
-    from tophat.runtime.asyncio.server import Server
-
-__all__ = ["_Conn"]
+__all__ = ["Conn"]
 
 log = logging.getLogger("tophat.server")
 
@@ -36,7 +36,7 @@ _HIGH_WATER = 256 * 1024  # pause reading above this much unread input
 _NO_CONTEXT = contextvars.Context()
 
 
-class _Conn(asyncio.BufferedProtocol):
+class Conn(asyncio.BufferedProtocol):
     """One TCP connection: the byte stream ``accept`` reads and writes."""
 
     # Slots, and a list for the input buffer: an idle keep-alive connection should cost little
@@ -46,17 +46,16 @@ class _Conn(asyncio.BufferedProtocol):
         "_buffered",
         "_drain",
         "_eof",
-        "_grace_timer",
         "_head_deadline",
         "_lingering",
         "_loop",
         "_lost",
         "_opts",
         "_phase",
+        "_pool",
         "_read_deadline",
         "_read_phase",
         "_reading_paused",
-        "_server",
         "_timer",
         "_timer_when",
         "_transport",
@@ -64,13 +63,14 @@ class _Conn(asyncio.BufferedProtocol):
         "_write_deadline",
         "_write_paused",
         "connection",
+        "grace_timer",
         "task",
     )
 
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._loop = server._loop
-        self._opts = server.opts
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._loop = pool.loop
+        self._opts = pool.opts
         self._transport: asyncio.Transport | None = None
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -88,7 +88,7 @@ class _Conn(asyncio.BufferedProtocol):
         self._read_deadline: float | None = None
         self._read_phase: Phase = "idle"
         self._write_deadline: float | None = None
-        self._grace_timer: asyncio.TimerHandle | None = None  # cancels a departed client's task
+        self.grace_timer: asyncio.TimerHandle | None = None  # cancels a departed client's task
         self.connection: Connection | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -98,24 +98,24 @@ class _Conn(asyncio.BufferedProtocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         transport = self._transport
-        server = self._server
+        pool = self._pool
         limit = self._opts.max_connections
-        if server._closing or (limit is not None and len(server._conns) >= limit):
-            server.overloaded(limit)
+        if pool.closing or (limit is not None and len(pool.conns) >= limit):
+            pool.overloaded(limit)
             transport.write(OVERLOADED)
             self._linger_close()
             return
-        server._conns.add(self)
+        pool.conns.add(self)
         try:
-            self._start(transport, server)
+            self._start(transport, pool)
         except Exception:
             # A connection we cannot serve must not stay open unserved (a callback's error
             # would only be logged by the loop): close it, and say why.
-            server._conns.discard(self)
+            pool.conns.discard(self)
             log.exception("cannot serve a connection from %s", transport.get_extra_info("peername"))
             transport.abort()
 
-    def _start(self, transport: asyncio.Transport, server: Server) -> None:
+    def _start(self, transport: asyncio.Transport, pool: ConnectionPool) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -123,12 +123,12 @@ class _Conn(asyncio.BufferedProtocol):
         local = transport.get_extra_info("sockname")
         self.connection = connection = Connection(
             self,
-            server.endpoint,
+            pool.endpoint,
             self._opts,
             client=socket_address(peer),
-            server=server.local_address(local),
+            server=pool.local_address(local),
             scheme="https" if transport.get_extra_info("sslcontext") else "http",
-            stopping=server.stopping,
+            stopping=pool.stopping,
         )
         self.task = self._loop.create_task(connection.serve())
         # (An empty context rather than a copy of the current one: ~64 bytes less per
@@ -137,29 +137,28 @@ class _Conn(asyncio.BufferedProtocol):
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._stop_timer()
-        self._server._conns.discard(self)
-        self._server._gone.discard(self)
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-            self._grace_timer = None
+        self._pool.release(self)
+        if self.grace_timer is not None:
+            self.grace_timer.cancel()
+            self.grace_timer = None
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
         if self._transport is not None and not self._transport.is_closing() and not self._lingering:
             self._transport.abort()
 
-    # A BufferedProtocol: the transport reads into the server's one read buffer, and we copy
+    # A BufferedProtocol: the transport reads into the pool's one read buffer, and we copy
     # out what arrived. A plain Protocol gets a new bytes object per read, which asyncio makes
     # by allocating its whole read size (256 KiB) and shrinking it: with glibc that is often an
     # mmap, mremap and munmap per read (seen with strace on 4 KiB POSTs: -30% throughput,
     # depending on the allocator's history).
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._server.read_buffer
+        return self._pool.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         # Copied at once: the buffer is the next read's too (the loop runs one callback at a
         # time, so no other connection reads into it before this returns).
-        self.data_received(bytes(self._server.read_buffer[:nbytes]))
+        self.data_received(bytes(self._pool.read_buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -183,10 +182,10 @@ class _Conn(asyncio.BufferedProtocol):
         if not self._buffer:
             # The client sent its last byte and no request after the one being handled: it
             # left (a client that pipelined requests before half-closing gets its answers).
-            self._peer_left(reset=False)
+            self._pool.peer_left(self, reset=False)
         # Keep our side open: the client may be waiting for the response. (TLS cannot be
         # half-closed, and asyncio warns when asked to.)
-        return not self._server.tls
+        return not self._pool.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -195,34 +194,7 @@ class _Conn(asyncio.BufferedProtocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_exception(StreamClosed("connection lost"))
-        self._peer_left(reset=True)
-
-    def _peer_left(self, reset: bool) -> None:
-        """The client closed or reset the connection: if a request is being handled, tell its
-        endpoint (``req.disconnected``), free the connection's place at once, and cancel the
-        endpoint if it still runs ``disconnect_grace`` seconds later."""
-        connection = self.connection
-        if connection is None or connection.gone or not connection.peer_gone(reset):
-            return
-        server = self._server
-        server._conns.discard(self)  # (its task is still waited for at shutdown)
-        server._gone.add(self)
-        grace = self._opts.disconnect_grace
-        task = self.task
-        if grace is not None and task is not None and not task.done():
-            self._grace_timer = self._loop.call_later(grace, self._cancel_departed)
-
-    def _cancel_departed(self) -> None:
-        self._grace_timer = None
-        task = self.task
-        if task is not None and not task.done():
-            client = self.connection.client if self.connection is not None else None
-            log.info(
-                "cancelling the endpoint of %s: the client left %.1f s ago",
-                f"{client[0]}:{client[1]}" if client else "a client",
-                self._opts.disconnect_grace,
-            )
-            task.cancel()
+        self._pool.peer_left(self, reset=True)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -262,7 +234,7 @@ class _Conn(asyncio.BufferedProtocol):
         if phase == "head":
             deadline = self._head_deadline  # the whole head, however many reads it takes
         else:
-            timeout = self._server.timeouts[phase]
+            timeout = self._pool.timeouts[phase]
             deadline = None if timeout is None else self._loop.time() + timeout
         if write:
             self._write_deadline = deadline
@@ -366,7 +338,7 @@ class _Conn(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._eof or self._lost or self._server.tls:
+        if self._eof or self._lost or self._pool.tls:
             # Over TLS, close() is the staged close already: close_notify goes out at once
             # (the client reading until the end gets it now), and the SSL transport keeps
             # reading, and discarding, until the client's close_notify or LINGER (the server's
@@ -386,11 +358,12 @@ class _Conn(asyncio.BufferedProtocol):
             self._reading_paused = False
             transport.resume_reading()
         self._lingering = True
-        self._server._lingering.add(self)
-        self._loop.call_later(LINGER, self._end_linger)
+        self._pool.lingering.add(self)
+        self._loop.call_later(LINGER, self.end_linger)
 
-    def _end_linger(self) -> None:
-        self._server._lingering.discard(self)
+    def end_linger(self) -> None:
+        """Close after the linger (called by its timer, or by shutdown)."""
+        self._pool.lingering.discard(self)
         transport = self._transport
         if transport is None or transport.is_closing():
             return

@@ -1,9 +1,10 @@
 """The asyncio runtime: the listening server, graceful shutdown, ``serve`` and ``start_server``.
 
-A thin layer: every HTTP decision is in ``accept``. This module owns the listening socket, the
-connections' shared state (the connection set, the read buffer, the timeouts per phase) and the
-shutdown; each connection is a ``_Conn`` (``connection.py``), the stream adapter that owns
-the clock. On CPython's selector loop it also accepts connections itself (``_Acceptor``).
+A thin layer: every HTTP decision is in ``accept``. This module owns the listening socket and
+the shutdown; the connections' shared state (the connection sets, the read buffer, the timeouts
+per phase) is the server's ``ConnectionPool`` (``pool.py``), and each connection is a ``Conn``
+(``connection.py``), the stream adapter that owns the clock. On CPython's selector loop it also
+accepts connections itself (``_Acceptor``).
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from typing import Any
 from tophat.http.endpoint import Endpoint
 from tophat.http.serialize import LINGER
 from tophat.parsers import preload
-from tophat.runtime.asyncio.connection import _Conn
-from tophat.runtime.serve import ACCEPT_IGNORED, AcceptFailures, Throttled
+from tophat.runtime.asyncio.connection import Conn
+from tophat.runtime.asyncio.pool import ConnectionPool
+from tophat.runtime.limits import ACCEPT_IGNORED, BACKLOG, AcceptFailures, listen_url
 from tophat.server.opts import ServerOpts
-from tophat.server.stream import Phase, socket_address
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
 
 log = logging.getLogger("tophat.server")
-
-_BACKLOG = 2048  # the listen queue, and the most connections accepted per readiness event
 
 
 class Server:
@@ -42,41 +41,18 @@ class Server:
         self.opts = opts
         preload(opts.parser)
         self._loop = asyncio.get_running_loop()
-        self._conns: set[_Conn] = set()
-        self._lingering: set[_Conn] = set()  # closed by us, still draining the client's input
-        self._gone: set[_Conn] = set()  # the client left; the endpoint has its grace to end
-        self._closing = False
         self.stopping = asyncio.Event()
+        # What the connections share with the server and with one another (see pool.py).
+        self.pool = ConnectionPool(endpoint, opts, self.stopping)
         self._server: asyncio.base_events.Server | None = None
         self._acceptors: list[_Acceptor] = []
         self._accept_failures = AcceptFailures()
-        # (a burst of clients past the limit must not flood the log: one line per interval)
-        self.overloaded = Throttled(
-            "connection limit (%s) reached: answering 503; %d connection(s) refused since the "
-            "last warning"
-        )
         self._uds: tuple[str, int] | None = None
-        self.tls = False
-        self._locals: dict[Any, tuple[str, int] | None] = {}
-        # Every connection's reads land here first (see _Conn.get_buffer).
-        self.read_buffer = memoryview(bytearray(opts.read_size))
-        # Per phase (but "head", timed from the head's first byte), the timeout of one wait.
-        self.timeouts: dict[Phase, float | None] = {
-            "idle": opts.keep_alive_timeout,
-            "body": opts.body_timeout,
-            "write": opts.write_timeout,
-        }
 
-    def local_address(self, sockname: Any) -> tuple[str, int] | None:
-        """The (host, port) connections arrive at: one shared tuple per address (there are
-        few), instead of one per connection."""
-        try:
-            return self._locals[sockname]
-        except KeyError:
-            address = self._locals[sockname] = socket_address(sockname)
-            return address
-        except TypeError:  # not hashable (not an IP address): nothing to share
-            return socket_address(sockname)
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS."""
+        return self.pool.tls
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -95,9 +71,10 @@ class Server:
         ssl: SSLContext | None,
         uds: str | None,
     ) -> None:
-        factory: Callable[[], _Conn] = lambda: _Conn(self)  # noqa: E731
+        pool = self.pool
+        factory: Callable[[], Conn] = lambda: Conn(pool)  # noqa: E731
         loop = self._loop
-        self.tls = ssl is not None
+        pool.tls = ssl is not None
         tls: dict[str, Any] = {"ssl": ssl}
         if ssl is not None and self.opts.head_timeout is not None:
             # A stalled TLS handshake is a stalled head: same limit (asyncio's default is 60 s).
@@ -110,7 +87,7 @@ class Server:
         # On CPython's selector loop we accept ourselves (see _Acceptor); uvloop's libuv and
         # the proactor loop accept well, and keep their own.
         own_accept = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
-        kw = {**tls, "backlog": _BACKLOG, "start_serving": not own_accept}
+        kw = {**tls, "backlog": BACKLOG, "start_serving": not own_accept}
         if uds is not None or (sock is not None and sock.family == socket.AF_UNIX):
             self._server = await loop.create_unix_server(
                 factory, path=uds if sock is None else None, sock=sock, **kw
@@ -140,9 +117,10 @@ class Server:
 
         Streaming handlers see ``req.stopping`` set and should end their streams.
         """
-        if self._closing:
+        pool = self.pool
+        if pool.closing:
             return
-        self._closing = True
+        pool.closing = True
         grace = self.opts.shutdown_grace if grace is None else grace
         if self._server is not None:
             for acceptor in self._acceptors:
@@ -150,9 +128,9 @@ class Server:
             self._server.close()
             self._remove_uds()
         self.stopping.set()
-        for conn in list(self._conns):
+        for conn in list(pool.conns):
             conn.shutdown_if_idle()
-        tasks = [c.task for c in (*self._conns, *self._gone) if c.task is not None]
+        tasks = [c.task for c in (*pool.conns, *pool.gone) if c.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
@@ -162,8 +140,8 @@ class Server:
                     "cancelled %d request(s) still running after %.1fs", len(pending), grace
                 )
                 await asyncio.wait(pending, timeout=1.0)
-        for conn in list(self._lingering):
-            conn._end_linger()
+        for conn in list(pool.lingering):
+            conn.end_linger()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -187,7 +165,7 @@ class _Acceptor:
         self,
         server: Server,
         sock: socket.socket,
-        factory: Callable[[], _Conn],
+        factory: Callable[[], Conn],
         tls: dict[str, Any],
     ) -> None:
         self._server = server
@@ -197,7 +175,7 @@ class _Acceptor:
         self._tls = tls
         self._retry: asyncio.TimerHandle | None = None
         sock.setblocking(False)
-        sock.listen(_BACKLOG)
+        sock.listen(BACKLOG)
         self._loop.add_reader(sock.fileno(), self._accept)
 
     def close(self) -> None:
@@ -214,7 +192,7 @@ class _Acceptor:
 
     def _accept(self) -> None:
         sock = self._sock
-        for _ in range(_BACKLOG):
+        for _ in range(BACKLOG):
             try:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -307,14 +285,3 @@ async def serve(
         log.info("shutting down")
         await server.shutdown()
     log.info("stopped")
-
-
-def listen_url(sock: socket.socket, *, tls: bool = False) -> str:
-    """How a listening socket is reached, for the log line: ``http://127.0.0.1:8000``."""
-    addr = sock.getsockname()
-    scheme = "https" if tls else "http"
-    if sock.family == socket.AF_INET6:
-        return f"{scheme}://[{addr[0]}]:{addr[1]}"
-    if sock.family == socket.AF_INET:
-        return f"{scheme}://{addr[0]}:{addr[1]}"
-    return f"{scheme}+unix:{addr}"

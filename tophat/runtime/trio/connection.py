@@ -1,20 +1,23 @@
-"""The trio runtime's stream adapters: one plain or TLS connection, with its timeouts.
+"""The trio runtime's stream adapter for one plain connection, with its timeouts.
 
-The counterpart of ``runtime/asyncio/connection.py``: ``_Conn`` (plain) and ``_TLSConn`` are the
-byte streams ``accept`` reads and writes; they own the clock (per-phase timeouts via
-``set_phase``) and the lingering close. The server that listens and shuts down is in ``server.py``.
+The counterpart of ``runtime/asyncio/connection.py``: ``Conn`` (plain; ``TLSConn`` in
+``tls.py`` builds on it) is the byte stream ``accept`` reads and writes; it owns the clock
+(per-phase timeouts via ``set_phase``) and the lingering close. What it shares with the other
+connections and the server (the connection sets, the timeouts, the sweep) is the server's
+``ConnectionPool`` (``pool.py``); the server that listens and shuts down is in ``server.py``.
 
 * Plain connections are non-blocking stdlib sockets driven with ``trio.lowlevel.wait_readable``
   / ``wait_writable``, as trio's own ``SocketStream`` does, with one difference: a timeout
   (a cancel scope) is set up only when a call has to wait, so reading a request that is already
   there or writing to a socket with room costs no cancel scope. Measured with wrk on a hello
   endpoint, a scope per call cost ~15% of the throughput.
-* TLS connections are ``trio.SSLStream`` over ``trio.SocketStream``, with a scope per call.
+* TLS connections (``tls.py``) are ``trio.SSLStream`` over ``trio.SocketStream``, with a scope
+  per call.
 * trio reports a broken connection with ``trio.BrokenResourceError``, which ``accept`` does not
   know; like asyncio's ``connection_lost``, a broken connection reads as the end of input, and
   writing to it raises :class:`~tophat.StreamClosed`.
 * trio has no callback for a client that leaves while nobody reads, so a connection whose
-  endpoint runs for a while (the ``"handler"`` phase, see ``server.py``'s sweep) gets a watcher
+  endpoint runs for a while (the ``"handler"`` phase, see ``pool.py``'s sweep) gets a watcher
   task that waits for the socket to become readable: an end of input or a reset is the client
   leaving (``Connection.peer_gone``); bytes that arrive meanwhile (a pipelined request) are kept
   for the next read. Over TLS the watcher only peeks: it can tell a close or a reset, and stops
@@ -24,32 +27,22 @@ byte streams ``accept`` reads and writes; they own the clock (per-phase timeouts
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import socket
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import trio
 
 from tophat.http.serialize import LINGER
+from tophat.runtime.trio.pool import ConnectionPool
+from tophat.server.connection import Connection
 from tophat.server.opts import KiB
 from tophat.server.stream import Phase, StreamClosed, StreamTimeout, socket_address
 
-if TYPE_CHECKING:
-    from tophat.runtime.trio.server import TrioServer
-    from tophat.server.connection import Connection
+__all__ = ["GONE", "READ_SIZE", "Conn", "close_socket"]
 
-__all__ = ["_Conn", "_TLSConn", "_close"]
-
-log = logging.getLogger("tophat.server")
-
-# The longest a TLS close may take (its close_notify, to a client that does not read).
-_CLOSE_TIMEOUT = 1.0
-# TLS only: send_all hands the SSLStream at most this much per deadline, so write_timeout
-# bounds a stall (no progress), not the time a large body takes to a slow but steady reader.
-_WRITE_SLICE = 256 * KiB
-_READ_SIZE = 64 * KiB
-_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+READ_SIZE = 64 * KiB  # the most one read takes
+GONE = (trio.BrokenResourceError, trio.ClosedResourceError)  # how trio says a stream is broken
 # A watcher stops keeping what a client sends while its endpoint runs past this much.
 _WATCH_BUFFER = 256 * KiB
 
@@ -58,7 +51,7 @@ class _Woken(Exception):
     """Shutdown ended a wait for the next request."""
 
 
-class _Conn:
+class Conn:
     """One plain connection: the byte stream ``accept`` reads and writes, with its timeouts."""
 
     __slots__ = (
@@ -67,10 +60,9 @@ class _Conn:
         "_closing",
         "_eof",
         "_head_deadline",
-        "_linger_scope",
         "_phase",
+        "_pool",
         "_pushback",
-        "_server",
         "_sock",
         "_timeouts",
         "_waiting",
@@ -80,14 +72,15 @@ class _Conn:
         "client",
         "connection",
         "departed",
+        "linger_scope",
         "local",
         "scope",
         "watch_tick",
     )
 
-    def __init__(self, server: TrioServer, sock: socket.socket, peer: Any) -> None:
-        self._server = server
-        self._timeouts = server._timeouts
+    def __init__(self, pool: ConnectionPool, sock: socket.socket, peer: Any) -> None:
+        self._pool = pool
+        self._timeouts = pool.timeouts
         self._sock = sock
         self.client = socket_address(peer)
         try:
@@ -97,7 +90,7 @@ class _Conn:
         self._phase: Phase = "idle"
         self._head_deadline = math.inf
         self._waiting: trio.CancelScope | None = None  # a read waiting for input
-        self._linger_scope: trio.CancelScope | None = None
+        self.linger_scope: trio.CancelScope | None = None  # a lingering close, for cut()
         self._eof = False  # the client sent its last byte (or is gone)
         self._broken = False  # the stream cannot be used any more: close without lingering
         self._woken = False  # shutdown ended the current wait for the next request
@@ -106,7 +99,7 @@ class _Conn:
         self.scope = trio.CancelScope()  # the connection's task, for shutdown to cancel
         self.connection: Connection | None = None
         self.departed = False  # the client left while a request was handled
-        self.watch_tick = -1  # the server's sweep tick when the "handler" phase began
+        self.watch_tick = -1  # the pool's sweep tick when the "handler" phase began
         self._watch_scope: trio.CancelScope | None = None  # the watcher task's
         self._watch_done: trio.Event | None = None  # set when the watcher task ended
         self._pushback: list[bytes] | None = None  # what the watcher read, for the next read
@@ -119,10 +112,10 @@ class _Conn:
 
     def set_phase(self, phase: Phase) -> None:
         if phase == "handler":
-            self._server._watch(self)
+            self._pool.watch(self)
             return  # (not a phase of reads: their timeouts stay as they are)
         if phase != "write" and self.watch_tick >= 0:
-            self._server._unwatch(self)  # a read follows: the watcher (if any) stops there
+            self._pool.unwatch(self)  # a read follows: the watcher (if any) stops there
         if phase == "head" and self._phase != "head":
             self._head_deadline = trio.current_time() + self._timeouts["head"]
         self._phase = phase
@@ -133,7 +126,7 @@ class _Conn:
     # -- watching for the client leaving while the endpoint runs --------------------------------
 
     async def watch(self) -> None:
-        """Started by the server's sweep: wait for the client to leave (see the module doc)."""
+        """Started by the pool's sweep: wait for the client to leave (see the module doc)."""
         self._watch_done = done = trio.Event()
         try:
             with trio.CancelScope() as self._watch_scope:
@@ -152,7 +145,7 @@ class _Conn:
         while kept < _WATCH_BUFFER:
             await trio.lowlevel.wait_readable(sock)
             try:
-                data = sock.recv(_READ_SIZE)
+                data = sock.recv(READ_SIZE)
             except BlockingIOError:
                 continue
             except OSError:
@@ -174,9 +167,9 @@ class _Conn:
         connection = self.connection
         if connection is None or connection.gone or not connection.peer_gone(reset):
             return
-        server = self._server
-        server._release(self)
-        grace = server.opts.disconnect_grace
+        pool = self._pool
+        pool.release(self)
+        grace = pool.opts.disconnect_grace
         if grace is not None:
             self.departed = True
             self.scope.deadline = min(self.scope.deadline, trio.current_time() + grace)
@@ -214,7 +207,7 @@ class _Conn:
             await trio.lowlevel.checkpoint()
             return self._kept(max_bytes)
         sock = self._sock
-        size = max_bytes or _READ_SIZE
+        size = max_bytes or READ_SIZE
         await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while True:
@@ -288,19 +281,19 @@ class _Conn:
 
     async def aclose(self) -> None:
         """Close gracefully: half-close, discard input for a while (see LINGER), close."""
-        self._server._release(self)
+        self._pool.release(self)
         if self._watch_done is not None:
             await self._stop_watching()
         if self._closed:
             return
         self._closing = True
-        if not (self._eof or self._broken or self._server._cut):
+        if not (self._eof or self._broken or self._pool.cut):
             with trio.move_on_after(LINGER) as scope:
-                self._linger_scope = scope
+                self.linger_scope = scope
                 try:
                     await self._linger()
                 finally:
-                    self._linger_scope = None
+                    self.linger_scope = None
         await self.close_now()
 
     async def _linger(self) -> None:
@@ -309,7 +302,7 @@ class _Conn:
             sock.shutdown(socket.SHUT_WR)
             while True:
                 try:
-                    if not sock.recv(_READ_SIZE):
+                    if not sock.recv(READ_SIZE):
                         return
                     await trio.lowlevel.checkpoint()  # a client sending fast must not starve us
                 except BlockingIOError:
@@ -321,7 +314,7 @@ class _Conn:
         """Close the socket. Idempotent."""
         if not self._closed:
             self._closed = True
-            _close(self._sock)
+            close_socket(self._sock)
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -336,167 +329,14 @@ class _Conn:
 
         A close in progress is left to finish: it is bounded in time (a TLS close_notify).
         """
-        if self._linger_scope is not None:
-            self._linger_scope.cancel()
+        if self.linger_scope is not None:
+            self.linger_scope.cancel()
         elif not self._closing:
             self.scope.cancel()
 
 
-class _TLSConn(_Conn):
-    """One TLS connection: a ``trio.SSLStream``, with a cancel scope per call for timeouts."""
-
-    __slots__ = ("_stream", "_transport")
-
-    def __init__(self, server: TrioServer, sock: socket.socket, peer: Any) -> None:
-        super().__init__(server, sock, peer)
-        assert server._ssl is not None
-        self._transport = _StagedClose(
-            self, trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        )
-        # https_compatible=False: we send close_notify when we close (RFC 9112 §9.8), as
-        # asyncio does; a client that skips its own reads as a broken connection, which
-        # receive_some turns into the end of input.
-        self._stream = trio.SSLStream(self._transport, server._ssl, server_side=True)
-
-    async def start(self) -> bool:
-        """The TLS handshake, bounded by ``head_timeout`` (a slow handshake is a slow head)."""
-        with trio.CancelScope(deadline=trio.current_time() + self._timeouts["head"]):
-            try:
-                await self._stream.do_handshake()
-                return True
-            except trio.BrokenResourceError as exc:
-                log.debug("TLS handshake with %s failed: %r", self.client, exc.__cause__)
-        self._broken = True
-        return False
-
-    async def _wait_for_departure(self) -> Literal["reset", "eof"] | None:
-        # Only a peek: the TLS layer must see every byte. An end of input or a reset is the
-        # client leaving; data (maybe a close_notify, maybe a request) ends the watch.
-        sock = self._sock
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = sock.recv(1, socket.MSG_PEEK)
-            except BlockingIOError:
-                continue
-            except OSError:
-                self._eof = self._broken = True
-                return "reset"
-            if not data:
-                self._eof = True
-                return "eof"
-            return None
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._watch_done is not None:
-            await self._stop_watching()
-        phase = self._phase
-        self._woken = False
-        with trio.CancelScope(deadline=self._deadline()) as scope:
-            self._waiting = scope
-            try:
-                data = await self._stream.receive_some(max_bytes)
-            except _GONE:
-                self._eof = self._broken = True
-                return b""
-            finally:
-                self._waiting = None
-            if not data:
-                self._eof = True
-            return bytes(data)  # an SSLStream returns a bytearray
-        if self._woken:
-            self._eof = True
-            return b""
-        raise StreamTimeout(phase)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._broken or self._closed:
-            raise StreamClosed("connection closed")
-        view = memoryview(data)
-        try:
-            for start in range(0, len(view), _WRITE_SLICE):
-                with trio.CancelScope(deadline=trio.current_time() + self._timeouts["write"]):
-                    await self._stream.send_all(view[start : start + _WRITE_SLICE])
-                    continue
-                self._broken = True  # a cancelled SSLStream call leaves it unusable
-                raise StreamTimeout("write")
-        except _GONE as exc:
-            self._broken = True
-            raise StreamClosed("connection lost") from exc
-
-    async def aclose(self) -> None:
-        """close_notify, then the same staged close as plain TCP (see _StagedClose)."""
-        self._server._release(self)
-        if self._watch_done is not None:
-            await self._stop_watching()
-        if self._closed:
-            return
-        self._closing = True
-        self._transport.linger = not (self._eof or self._broken or self._server._cut)
-        await self.close_now()
-
-    async def close_now(self) -> None:
-        """Close (with close_notify unless broken), bounded in time. Idempotent."""
-        if self._closed:
-            return
-        self._closing = self._closed = True
-        stream = self._stream
-        if not self._broken:
-            bound = _CLOSE_TIMEOUT + (LINGER if self._transport.linger else 0.0)
-            with trio.move_on_after(bound):
-                try:
-                    await stream.aclose()
-                    return
-                except _GONE:
-                    pass
-        await trio.aclose_forcefully(stream)
-
-
-class _StagedClose(trio.abc.HalfCloseableStream):
-    """The TCP stream under a TLS connection; its ``aclose`` can close in stages.
-
-    ``SSLStream.aclose`` sends close_notify (TLS's end of data) and then closes this stream:
-    with ``linger`` set, that close half-closes, discards input for a while (see LINGER) and
-    only then closes, so a client still sending gets our last response, and a client reading
-    until the end sees it at once, not after the linger.
-    """
-
-    def __init__(self, conn: _Conn, stream: trio.SocketStream) -> None:
-        self._conn = conn
-        self._stream = stream
-        self.linger = False
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self._stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        stream = self._stream
-        try:
-            if self.linger:
-                with trio.move_on_after(LINGER) as scope:
-                    self._conn._linger_scope = scope
-                    try:
-                        await stream.send_eof()
-                        while await stream.receive_some(_READ_SIZE):
-                            pass
-                    except _GONE:
-                        pass
-                    finally:
-                        self._conn._linger_scope = None
-        finally:
-            await stream.aclose()  # closes the socket first, even when cancelled
-
-
-def _close(sock: socket.socket) -> None:
+def close_socket(sock: socket.socket) -> None:
+    """Close ``sock``, waking any task waiting on it. Idempotent."""
     if sock.fileno() != -1:
         trio.lowlevel.notify_closing(sock)  # wakes any task waiting on it
         sock.close()

@@ -2,8 +2,10 @@
 
 The counterpart of ``runtime/asyncio/server.py``, with the same behaviour: every HTTP decision is in
 ``accept``; this module owns the listening sockets, the connection limit and the shutdown. Each
-connection is a ``_Conn`` or ``_TLSConn`` (``connection.py``), the stream adapters that own the
-clock and the lingering close.
+connection is a ``Conn`` (``connection.py``) or ``TLSConn`` (``tls.py``), the stream adapters
+that own the clock and the lingering close; what they share with the server (the connection
+sets, the timeouts, the sweep that watches for clients leaving) is the server's
+``ConnectionPool`` (``pool.py``).
 
 Connections run in a nursery shielded from outside cancellation. Cancelling ``serve`` (like
 SIGINT, SIGTERM or ``TrioServer.shutdown``) starts the *graceful* shutdown: in-flight requests
@@ -15,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import signal
 import socket
@@ -28,22 +29,24 @@ import trio
 from tophat.http.endpoint import Endpoint
 from tophat.http.serialize import OVERLOADED
 from tophat.parsers import preload
-from tophat.runtime.asyncio.server import listen_url
-from tophat.runtime.serve import ACCEPT_IGNORED, OUT_OF_RESOURCES, AcceptFailures, Throttled
-from tophat.runtime.trio.connection import _close, _Conn, _TLSConn
+from tophat.runtime.limits import (
+    ACCEPT_IGNORED,
+    BACKLOG,
+    OUT_OF_RESOURCES,
+    AcceptFailures,
+    Throttled,
+    listen_url,
+)
+from tophat.runtime.trio.connection import Conn, close_socket
+from tophat.runtime.trio.pool import ConnectionPool
+from tophat.runtime.trio.tls import TLSConn
 from tophat.server.connection import Connection
 from tophat.server.opts import ServerOpts
-from tophat.server.stream import Phase, StreamClosed, StreamTimeout
+from tophat.server.stream import StreamClosed, StreamTimeout
 
 __all__ = ["TrioServer", "serve"]
 
 log = logging.getLogger("tophat.server")
-
-_BACKLOG = 2048
-# How often the sweep looks for endpoints that run long enough to need a watcher for their
-# client leaving (see _watch): one that has run for a whole tick gets one, so a departure is
-# seen within two ticks, and a quick request costs no task.
-_SWEEP_TICK = 0.05
 
 
 class TrioServer:
@@ -59,25 +62,16 @@ class TrioServer:
         preload(opts.parser)
         self.stopping = trio.Event()
         self.tls = ssl is not None
-        self._ssl = ssl
-        self._conn_class = _Conn if ssl is None else _TLSConn
+        self._conn_class = Conn if ssl is None else TLSConn
         self._scheme = "https" if ssl is not None else "http"
-        self._timeouts: dict[Phase, float] = {
-            "head": _or_inf(opts.head_timeout),
-            "idle": _or_inf(opts.keep_alive_timeout),
-            "body": _or_inf(opts.body_timeout),
-            "write": _or_inf(opts.write_timeout),
-        }
+        # What the connections share with the server and with one another (see pool.py).
+        self._pool = ConnectionPool(opts, ssl)
         self._sockets: list[socket.socket] = []
         self._uds: tuple[str, int] | None = None  # our socket file and its inode
-        self._conns: set[_Conn] = set()  # serving requests; counted against the limit
-        self._draining: set[_Conn] = set()  # lingering after close, or refused with a 503
-        self._drained = trio.Event()
         self._accepting = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()  # a shutdown was asked for
         self._grace: float | None = None
-        self._cut = False  # shutdown is over: close without lingering
         self._interrupted = False  # a second signal cut the shutdown short
         self._running = False  # _run started, so _closed will be set
         self._closed = trio.Event()  # every connection is closed
@@ -88,9 +82,6 @@ class TrioServer:
             "last warning",
             trio.current_time,
         )
-        self._watched: set[_Conn] = set()  # in the "handler" phase (see _watch)
-        self._tick = 0  # sweeps so far
-        self._sweeping = False
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -109,10 +100,11 @@ class TrioServer:
 
     def _interrupt(self) -> None:
         """Cut the shutdown short: cancel every request still running, close everything."""
-        log.warning("second signal: cancelling %d request(s) now", len(self._conns))
+        conns = self._pool.conns
+        log.warning("second signal: cancelling %d request(s) now", len(conns))
         self._interrupted = True
         self.request_shutdown()
-        for conn in list(self._conns):
+        for conn in list(conns):
             conn.scope.cancel()
 
     async def shutdown(self, grace: float | None = None) -> None:
@@ -130,14 +122,14 @@ class TrioServer:
         self, host: str, port: int, sock: socket.socket | None, uds: str | None
     ) -> None:
         if sock is not None:
-            sock.listen(_BACKLOG)  # as asyncio's create_server(sock=) does
+            sock.listen(BACKLOG)  # as asyncio's create_server(sock=) does
             socks = [sock]
         elif uds is not None:
             socks = [self._listen_unix(uds)]
         else:
             # trio resolves the host and binds every address (SO_REUSEADDR, IPV6_V6ONLY), as
             # asyncio's create_server does; we then drive the sockets ourselves.
-            listeners = await trio.open_tcp_listeners(port, host=host, backlog=_BACKLOG)
+            listeners = await trio.open_tcp_listeners(port, host=host, backlog=BACKLOG)
             socks = [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
         for s in socks:
             s.setblocking(False)
@@ -154,7 +146,7 @@ class TrioServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
-            sock.listen(_BACKLOG)
+            sock.listen(BACKLOG)
         except BaseException:
             sock.close()
             raise
@@ -165,7 +157,7 @@ class TrioServer:
     def _stop_listening(self) -> None:
         self._accepting.cancel()
         for sock in self._sockets:
-            _close(sock)  # at once: new connections are refused from now on
+            close_socket(sock)  # at once: new connections are refused from now on
         self._sockets = []  # as asyncio's Server.sockets once closed
         if self._uds is not None:
             path, inode = self._uds
@@ -181,7 +173,7 @@ class TrioServer:
             # Connections end by the graceful shutdown, never by the caller's cancellation.
             with trio.CancelScope(shield=True):
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
+                    self._nursery = self._pool.nursery = nursery
                     nursery.start_soon(self._accept_all)
                     self._running = True
                     task_status.started()
@@ -200,6 +192,7 @@ class TrioServer:
         limit = self.opts.max_connections
         tcp = listening.family in (socket.AF_INET, socket.AF_INET6)
         make = self._conn_class
+        pool = self._pool
         while True:
             try:
                 sock, peer = listening.accept()
@@ -222,17 +215,17 @@ class TrioServer:
             sock.setblocking(False)
             if tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = make(self, sock, peer)
-            if limit is not None and len(self._conns) >= limit:
+            conn = make(pool, sock, peer)
+            if limit is not None and len(pool.conns) >= limit:
                 self.overloaded(limit)
-                self._draining.add(conn)
+                pool.draining.add(conn)
                 nursery.start_soon(self._refuse, conn)
             else:
-                self._conns.add(conn)
+                pool.conns.add(conn)
                 nursery.start_soon(self._handle, conn)
             await trio.lowlevel.checkpoint()  # a flood of connections must not starve the rest
 
-    async def _handle(self, conn: _Conn) -> None:
+    async def _handle(self, conn: Conn) -> None:
         with conn.scope:
             try:
                 if await conn.start():
@@ -250,10 +243,11 @@ class TrioServer:
             except Exception:
                 log.error("connection task failed", exc_info=True)
             finally:
-                self._release(conn)
-                self._draining.discard(conn)
+                pool = self._pool
+                pool.release(conn)
+                pool.draining.discard(conn)
                 await conn.close_now()
-        if conn.departed and conn.scope.cancelled_caught and not self._cut:
+        if conn.departed and conn.scope.cancelled_caught and not self._pool.cut:
             client = conn.client
             log.info(
                 "cancelled the endpoint of %s: the client left %.1f s before",
@@ -261,37 +255,7 @@ class TrioServer:
                 self.opts.disconnect_grace,
             )
 
-    # -- clients that leave while their endpoint runs ----------------------------------------
-
-    def _watch(self, conn: _Conn) -> None:
-        """``conn``'s endpoint runs with its request read whole: once it has run a whole sweep
-        tick, a watcher task looks out for the client leaving (asyncio's transports report it
-        by callback; trio needs a task reading the socket, too costly for every request)."""
-        if conn.watch_tick < 0:
-            conn.watch_tick = self._tick
-            self._watched.add(conn)
-            if not self._sweeping and self._nursery is not None:
-                self._sweeping = True
-                self._nursery.start_soon(self._sweep)
-
-    def _unwatch(self, conn: _Conn) -> None:
-        conn.watch_tick = -1
-        self._watched.discard(conn)
-
-    async def _sweep(self) -> None:
-        nursery = self._nursery
-        assert nursery is not None
-        try:
-            while self._watched:
-                await trio.sleep(_SWEEP_TICK)
-                self._tick += 1
-                for conn in self._watched:
-                    if conn.watch_tick == self._tick - 2:  # a whole tick in the phase, unwatched
-                        nursery.start_soon(conn.watch)
-        finally:
-            self._sweeping = False
-
-    async def _refuse(self, conn: _Conn) -> None:
+    async def _refuse(self, conn: Conn) -> None:
         with conn.scope:
             try:
                 if await conn.start():
@@ -299,45 +263,32 @@ class TrioServer:
                         await conn.send_all(OVERLOADED)
                     await conn.aclose()
             finally:
-                self._draining.discard(conn)
+                self._pool.draining.discard(conn)
                 await conn.close_now()
-
-    def _release(self, conn: _Conn) -> None:
-        """``conn`` no longer serves requests: it frees its place and shutdown stops waiting."""
-        if conn.watch_tick >= 0:
-            self._unwatch(conn)
-        if conn in self._conns:
-            self._conns.discard(conn)
-            self._draining.add(conn)
-            if not self._conns:
-                self._drained.set()
 
     async def _close(self) -> None:
         """The graceful shutdown; run by :func:`serve`, shielded from cancellation."""
         grace = self.opts.shutdown_grace if self._grace is None else self._grace
+        pool = self._pool
         self._stop.set()
         self._stop_listening()
         self.stopping.set()
-        for conn in list(self._conns):
+        for conn in list(pool.conns):
             conn.shutdown_if_idle()
-        if self._conns:
-            self._drained = trio.Event()
+        if pool.conns:
+            pool.drained = trio.Event()
             with trio.move_on_after(grace):
-                await self._drained.wait()
-        if self._conns:
-            pending = list(self._conns)
+                await pool.drained.wait()
+        if pool.conns:
+            pending = list(pool.conns)
             log.warning("cancelled %d request(s) still running after %.1fs", len(pending), grace)
             for conn in pending:
                 conn.scope.cancel()
-        self._cut = True
-        for conn in list(self._draining):
+        pool.cut = True
+        for conn in list(pool.draining):
             conn.cut()
         if self._running:
             await self._closed.wait()
-
-
-def _or_inf(timeout: float | None) -> float:
-    return math.inf if timeout is None else timeout
 
 
 async def _watch_signals(
