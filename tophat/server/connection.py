@@ -1,90 +1,39 @@
 """accept(): serve one HTTP/1.1 connection over any byte stream, until it ends.
 
-This module never imports a runtime. It feeds bytes from a :class:`~tophat.server.stream.Stream` to
-a request parser (``_parse``: h11 or httptools), checks each request head with the strict layer
-in ``_validate``, runs the endpoint, writes the response (its head's fields from ``_respond``,
-serialized by ``_serialize``), and decides after every exchange whether the connection may carry
-another request. The connection's HTTP state (keep-alive, 100-continue, whether it closes) is
-kept here, in a few fields, not in the parser.
+This module never imports a runtime. It feeds bytes from a :class:`~tophat.server.stream.Stream`
+to a request parser (``tophat.parsers``: h11 or httptools), checks each request head with the
+strict layer in ``validate.py``, runs the endpoint (``exchange.py``), and decides after every
+exchange whether the connection may carry another request. Writing the response is the
+``ResponseSender`` base class's (``sender.py``); ``req.disconnected`` is ``departure.py``'s.
+The connection's HTTP state (keep-alive, 100-continue, whether it closes) is kept in a few
+fields of the one ``Connection`` object, not in the parser.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Protocol, cast
 
 from tophat.glitch import Glitch, reason_phrase
-from tophat.http import serialize as _serialize
+from tophat.http import serialize
 from tophat.http.endpoint import Endpoint
 from tophat.http.headers import Headers
 from tophat.http.request import NEVER_STOPPING, Request, Stopping
-from tophat.http.writer import Response
 from tophat.parsers import make_parser
 from tophat.parsers.events import CLOSED, NEED_DATA, End, Head, ParseError, Parser, Sentinel
-from tophat.server.exchange import EMPTY_STATUS as _EMPTY_STATUS
-from tophat.server.exchange import Aborted as _Aborted
-from tophat.server.exchange import aclose as _aclose
-from tophat.server.exchange import next_piece as _next_piece
-from tophat.server.exchange import open_body, run_endpoint
+from tophat.server.departure import Disconnected
+from tophat.server.exchange import run_endpoint
 from tophat.server.opts import ServerOpts
-from tophat.server.respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
-from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
+from tophat.server.sender import BROKEN, ResponseSender
+from tophat.server.stream import Phase, Stream, StreamTimeout
 from tophat.server.validate import Fields, check_request, check_trailers
 
 __all__ = ["Connection", "accept"]
 
 
 log = logging.getLogger("tophat.connection")
-error_log = logging.getLogger("tophat.error")
 
 _DEFAULT_OPTS = ServerOpts()
-
-_BROKEN = (OSError, StreamClosed)
-
-
-class _Phased(Protocol):
-    def set_phase(self, phase: Phase) -> None: ...
-
-
-class _Nowait(Protocol):
-    def send_nowait(self, *pieces: bytes) -> bool: ...
-
-
-class _Event(Protocol):
-    def set(self) -> None: ...
-    async def wait(self) -> object: ...
-
-
-class _Disconnected:
-    """``req.disconnected``: set once the client closed or reset the connection while a request
-    was handled. One per connection (a connection whose client left serves no more requests);
-    the runtime's event behind ``wait()`` is made only when someone waits."""
-
-    __slots__ = ("_event", "_is_set", "_new_event")
-
-    def __init__(self, new_event: Callable[[], _Event] | None) -> None:
-        self._new_event = new_event
-        self._event: _Event | None = None
-        self._is_set = False
-
-    def is_set(self) -> bool:
-        return self._is_set
-
-    async def wait(self) -> None:
-        if self._is_set:
-            return
-        if self._event is None:
-            if self._new_event is None:
-                raise RuntimeError("this connection's stream cannot report a disconnect")
-            self._event = self._new_event()
-        await self._event.wait()
-
-    def set(self) -> None:
-        self._is_set = True
-        if self._event is not None:
-            self._event.set()
 
 
 class _Body:
@@ -113,29 +62,22 @@ class _Body:
             await conn._receive_body()
 
 
-class Connection:
+class Connection(ResponseSender):
     """One HTTP/1.x connection over a stream: ``Connection(...).serve()`` is ``accept``'s
-    coroutine (runtimes start it directly: an idle connection then holds one frame less)."""
+    coroutine (runtimes start it directly: an idle connection then holds one frame less).
+
+    The fields and methods that write responses are ``ResponseSender``'s (``sender.py``).
+    """
 
     __slots__ = (
         "_body",
         "_disconnected",
-        "_expect_continue",
         "_gone",
-        "_keep_alive",
-        "_must_close",
-        "_nowait_stream",
-        "_phased_stream",
-        "_request",
-        "_response_started",
-        "client",
         "endpoint",
-        "opts",
         "parser",
         "scheme",
         "server",
         "stopping",
-        "stream",
     )
 
     def __init__(
@@ -148,31 +90,17 @@ class Connection:
         scheme: str,
         stopping: Stopping,
     ) -> None:
-        self.stream = stream
+        super().__init__(stream, opts, client)
         self.endpoint = endpoint
-        self.opts = opts
-        self.client = client
         self.server = server
         self.scheme = scheme
         self.stopping = stopping
         self.parser: Parser = make_parser(opts.parser, opts.max_head_size, opts.max_header_count)
-        # The stream again, typed with its optional methods when it has them (a reference, not
-        # a bound method: 64 bytes less each per idle connection).
-        self._phased_stream = cast(_Phased, stream) if hasattr(stream, "set_phase") else None
-        self._nowait_stream = cast(_Nowait, stream) if hasattr(stream, "send_nowait") else None
-        self._expect_continue = False  # the client waits for "100 Continue" before its body
         self._body: _Body | None = None
-        self._request: Request | None = None
-        self._response_started = False
-        self._must_close = False
         self._gone = False  # the client closed or reset the connection (see peer_gone)
-        self._disconnected: _Disconnected | None = None  # made at the first request
-        # Whether the client allows another request after this one: an HTTP/1.1 request
-        # without "Connection: close". We never keep HTTP/1.0 connections (RFC 9112 §9.3:
-        # persistence for 1.0 is an old, optional extension), as h11 does not.
-        self._keep_alive = False
+        self._disconnected: Disconnected | None = None  # made at the first request
 
-    # -- reading ------------------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------------
 
     async def _receive(self, phase: Phase) -> None:
         if self._phased_stream is not None:
@@ -209,7 +137,7 @@ class Connection:
             body.finished = True
             if self._phased_stream is not None:
                 self._phased_stream.set_phase("handler")  # no more reads in this exchange
-            body.trailers = Headers._from_wire(event.trailers) if event.trailers else None
+            body.trailers = Headers.from_wire(event.trailers) if event.trailers else None
             return None
         if event is NEED_DATA:
             return NEED_DATA
@@ -222,12 +150,12 @@ class Connection:
                 # RFC 9110 §10.1.1: send 100 (Continue) once we start reading the body.
                 self._expect_continue = False
                 if not self._response_started:
-                    await self._send(_serialize.CONTINUE)
+                    await self._send(serialize.CONTINUE)
             await self._receive("body")
         except StreamTimeout as exc:
             self._must_close = True
             raise Glitch(408, "Request body timeout", cause=exc) from exc
-        except _BROKEN as exc:
+        except BROKEN as exc:
             # The connection broke under the body: nobody to answer. The endpoint sees an
             # incomplete body (a Glitch it may catch); the connection then just closes.
             self._must_close = True
@@ -255,100 +183,11 @@ class Connection:
                 drained += len(piece)
                 if drained > budget:
                     return False
-        except (Glitch, *_BROKEN):
+        except (Glitch, *BROKEN):
             return False
         return True
 
-    # -- writing ------------------------------------------------------------------------------
-
-    def _sent_at_once(self, *pieces: bytes) -> bool:
-        """Send ``pieces`` now if the stream can take them without waiting (no coroutine: two
-        coroutine calls less per write); False, nothing sent, when ``_send`` must be used."""
-        stream = self._nowait_stream
-        return stream is not None and stream.send_nowait(*pieces)
-
-    async def _send(self, data: bytes) -> None:
-        if self._phased_stream is not None:
-            self._phased_stream.set_phase("write")
-        await self.stream.send_all(data)
-
-    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
-        """Put ``response`` on the wire (the writer's sink); return (status, headers, body bytes).
-
-        A streamed body's first piece is pulled *before* the head is sent: an error raised
-        before it still gets a proper error response, a handler that streams its request body
-        back still triggers ``100 Continue``, and head and first piece go out in one write.
-        """
-        if self._response_started:
-            raise RuntimeError("a response was already sent on this request")
-        request = self._request
-        assert request is not None
-        status = response.status
-        body = response.body
-        no_body = request.method == "HEAD" or status in _EMPTY_STATUS
-        # (A bytes body needs no opening: one coroutine call less per response.)
-        pieces, first = (None, None) if type(body) is bytes else await open_body(body, no_body)
-        self._response_started = True
-        written = 0
-        keep_alive = self._keep_alive
-        decided = self._must_close or self._expect_continue or self._stopping_now()
-        headers, close = response_fields(
-            response, request, decided or not keep_alive, keep_alive, self.opts.server_header
-        )
-        if close:
-            self._must_close = True
-        data = _serialize.head(status, headers)
-        try:
-            if pieces is None:
-                if body and not no_body:
-                    assert isinstance(body, bytes)
-                    written = len(body)
-                    if written <= COALESCE:
-                        data += body  # one write for head and body
-                    else:
-                        # A large body is not copied after the head: both go to the stream
-                        # at once when it can take them (one writev with uvloop), else in turn.
-                        if not self._sent_at_once(data, body):
-                            await self._send(data)
-                            await self._send(body)
-                        data = b""
-                if data and not self._sent_at_once(data):
-                    await self._send(data)
-            else:
-                declared = response.length
-                chunked = declared is None and request.version == "1.1"
-                try:
-                    while first is not None:
-                        written += len(first)
-                        if declared is not None and written > declared:
-                            raise LengthMismatch(declared, written)
-                        data += _serialize.chunk(first) if chunked else first
-                        if not self._sent_at_once(data):
-                            await self._send(data)
-                        first = await _next_piece(pieces)
-                        data = b""
-                finally:
-                    await _aclose(pieces)
-                if declared is not None and written != declared:
-                    raise LengthMismatch(declared, written)
-                # ``data`` still holds the head when the stream was empty.
-                if chunked:
-                    await self._send(data + _serialize.CHUNKED_END)
-                elif data:
-                    await self._send(data)
-                # Unless chunked, the body was close-delimited (HTTP/1.0) or of declared length.
-        except LengthMismatch as exc:
-            # The body did not match its declared length: the response is broken on the wire.
-            self._must_close = True
-            error_log.error("%s; closing the connection", exc)
-            raise _Aborted(str(exc)) from exc
-        except BaseException:
-            self._must_close = True
-            raise
-        finally:
-            if self.opts.access_log:
-                log_access(self.client, request, status, written)
-        return status, headers, written
+    # -- what the writing half asks (see ResponseSender) ---------------------------------------
 
     def _stopping_now(self) -> bool:
         """Whether this response is the connection's last because the server is stopping: yes,
@@ -359,31 +198,7 @@ class Connection:
         body = self._body
         return not (body is not None and body.finished and self.parser.holds_next())
 
-    async def _send_refusal(
-        self, status: int, reason: str, *, head: bool = False, keep_alive_requested: bool = True
-    ) -> None:
-        """Answer a request we will not serve, and mark the connection for closing."""
-        self._must_close = True
-        if self._response_started:
-            return
-        self._response_started = True
-        data = refusal(
-            status,
-            reason,
-            head=head,
-            keep_alive_requested=keep_alive_requested,
-            server_header=self.opts.server_header,
-        )
-        with contextlib.suppress(*_BROKEN, StreamTimeout):
-            await self._send(data)
-
-    # -- one exchange -------------------------------------------------------------------------
-
-    # -- the ExchangeSink that run_endpoint uses ---------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        return self._response_started
+    # -- the ExchangeSink that run_endpoint uses (the rest is ResponseSender's) ----------------
 
     @property
     def gone(self) -> bool:
@@ -410,12 +225,7 @@ class Connection:
             self._disconnected.set()
         return True
 
-    @property
-    def verbose_glitch(self) -> bool:
-        return self.opts.verbose_glitch
-
-    def mark_close(self) -> None:
-        self._must_close = True
+    # -- one exchange after another ------------------------------------------------------------
 
     async def serve(self) -> None:
         """Serve requests until the connection ends, then close the stream.
@@ -461,10 +271,10 @@ class Connection:
                 if not await self._exchange(event):
                     return
                 del event  # (nothing of an exchange stays alive while the connection is idle)
-        except (*_BROKEN, StreamTimeout) as exc:
+        except (*BROKEN, StreamTimeout) as exc:
             log.debug("connection from %s ended: %r", _peer(self.client), exc)
         finally:
-            with contextlib.suppress(*_BROKEN):
+            with contextlib.suppress(*BROKEN):
                 await self.stream.aclose()
 
     async def _exchange(self, head: Head) -> bool:
@@ -504,11 +314,11 @@ class Connection:
             parser.end_without_content()
             body.finished = True
         if self._disconnected is None:
-            self._disconnected = _Disconnected(getattr(self.stream, "new_event", None))
+            self._disconnected = Disconnected(getattr(self.stream, "new_event", None))
         request = Request(
             head.method.decode("ascii"),
             head.target.decode("latin-1"),
-            Headers._from_wire(head.headers),
+            Headers.from_wire(head.headers),
             version=head.http_version.decode("ascii"),
             client=self.client,
             server=self.server,

@@ -1,9 +1,9 @@
 """What a connection puts in a response head: the fields, framing and close decided here.
 
 Pure functions of the response, the request and the connection's state, no I/O: the
-connection (``_connection``) asks for the fields, serializes them with ``_serialize`` and
-sends them. Refusals (a request answered without running the endpoint) are built here too, and
-the access log line is formatted here.
+connection's writing half (``sender.py``) asks for the fields, serializes them with
+``tophat.http.serialize`` and sends them. Refusals (a request answered without running the
+endpoint) are built here too, and the access log line is formatted here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import time
 from email.utils import formatdate
 
-from tophat.http import serialize as _serialize
+from tophat.http import serialize
 from tophat.http.request import Request
 from tophat.http.writer import Response
 from tophat.server.exchange import NO_CONTENT_STATUS, RESET_CONTENT, SERVER_MANAGED
@@ -134,7 +134,7 @@ def refusal(
         headers.append(("server", server_header))
     if not keep_alive_requested:
         headers.append(_CLOSE)
-    data = _serialize.head(status, headers)
+    data = serialize.head(status, headers)
     return data if head else data + body
 
 
