@@ -469,6 +469,18 @@ async def test_text_uses_the_charset_and_json_parses() -> None:
         await resp.json()
 
 
+async def test_text_falls_back_to_utf8_for_an_unknown_charset() -> None:
+    # As Request.text(): a charset Python does not know is no LookupError, but UTF-8.
+    client, server = memory_stream_pair()
+    conn = ClientConnection(client, host="t")
+    await server.send_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=bogus\r\n"
+        b"content-length: 5\r\n\r\ncaf\xc3\xa9"
+    )
+    resp = await conn.request("GET", "/")
+    assert await resp.text() == "café"
+
+
 class TimingOut:
     """A stream from another adapter: it signals its timeout with tophat.StreamTimeout."""
 

@@ -2,9 +2,9 @@
 
 The pattern syntax and the matching rules are documented in :mod:`tophat.router`, the public
 module, which re-exports :class:`Route` and :class:`RouteError` from here. This module holds
-the parameter converters and their ranks, :func:`_parse` (a pattern's segments) and
-:func:`_shape` (the key two conflicting routes share), the trie nodes :class:`_Node` and
-:class:`_Leaf`, :func:`_find` (the depth-first match behind ``Router.lookup``: a hot path,
+the parameter converters and their ranks, :func:`parse_pattern` (a pattern's segments) and
+:func:`pattern_shape` (the key two conflicting routes share), the trie nodes :class:`Node` and
+:class:`Leaf`, :func:`find_route` (the depth-first match behind ``Router.lookup``: a hot path,
 measured by ``bench/router_bench.py``) and the ``Allow`` helpers. The
 :class:`~tophat.router.Router` owns registration: it checks, inserts into and walks this trie.
 """
@@ -20,17 +20,17 @@ from typing import Any
 from tophat.http.endpoint import Endpoint
 
 __all__ = [
-    "_CONVERTERS",
+    "CONVERTERS",
+    "Leaf",
+    "Node",
+    "Parsed",
     "Route",
     "RouteError",
-    "_Leaf",
-    "_Node",
-    "_Parsed",
-    "_allow",
-    "_find",
-    "_merge_allow",
-    "_parse",
-    "_shape",
+    "allow_value",
+    "find_route",
+    "merge_allow",
+    "parse_pattern",
+    "pattern_shape",
 ]
 
 _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:<([a-z]+)>)?")
@@ -59,7 +59,7 @@ def _str(text: str) -> object:
 
 # Converter name -> (rank, converter). Lower rank is tried first at a segment: the more a
 # converter constrains, the earlier it is tried (static segments always come before all).
-_CONVERTERS: dict[str, tuple[int, Callable[[str], object]]] = {
+CONVERTERS: dict[str, tuple[int, Callable[[str], object]]] = {
     "int": (0, _int),
     "uuid": (1, _uuid),
     "str": (9, _str),
@@ -82,7 +82,7 @@ class Route:
 
 
 @dataclass(slots=True)
-class _Leaf:
+class Leaf:
     pattern: str  # the first pattern registered here (for messages and introspection)
     routes: dict[str, Route] = field(default_factory=dict)
     methods_allowed: str = ""  # precomputed Allow value
@@ -96,20 +96,20 @@ class _Leaf:
 
 
 @dataclass(slots=True)
-class _Node:
-    static: dict[str, _Node] = field(default_factory=dict)
-    params: list[tuple[int, str, Callable[[str], object], _Node]] = field(default_factory=list)
-    leaf: _Leaf | None = None
-    catchall: _Leaf | None = None
+class Node:
+    static: dict[str, Node] = field(default_factory=dict)
+    params: list[tuple[int, str, Callable[[str], object], Node]] = field(default_factory=list)
+    leaf: Leaf | None = None
+    catchall: Leaf | None = None
 
 
 @dataclass(slots=True)
-class _Parsed:
+class Parsed:
     segments: list[tuple[str, str, str]]  # (kind, value, converter): kind static|param|catchall
     names: tuple[str, ...]
 
 
-def _parse(pattern: str) -> _Parsed:
+def parse_pattern(pattern: str) -> Parsed:
     if not pattern.startswith("/"):
         raise RouteError(f"route {pattern!r} must start with '/' (e.g. '/{pattern}')")
     raw = pattern.split("/")[1:]
@@ -123,8 +123,8 @@ def _parse(pattern: str) -> _Parsed:
                     f"route {pattern!r}: bad parameter {seg!r}; write ':name' or ':name<int>'"
                 )
             conv = m.group(2) or "str"
-            if conv not in _CONVERTERS:
-                known = ", ".join(sorted(_CONVERTERS))
+            if conv not in CONVERTERS:
+                known = ", ".join(sorted(CONVERTERS))
                 raise RouteError(f"route {pattern!r}: unknown type <{conv}>; known: {known}")
             names.append(m.group(1))
             segments.append(("param", m.group(1), conv))
@@ -147,10 +147,10 @@ def _parse(pattern: str) -> _Parsed:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise RouteError(f"route {pattern!r}: parameter name(s) {sorted(dupes)} used twice")
-    return _Parsed(segments, tuple(names))
+    return Parsed(segments, tuple(names))
 
 
-def _shape(parsed: _Parsed) -> str:
+def pattern_shape(parsed: Parsed) -> str:
     """A pattern with parameter names erased: two routes with one shape are the same route."""
     out = []
     for kind, value, conv in parsed.segments:
@@ -158,8 +158,8 @@ def _shape(parsed: _Parsed) -> str:
     return "/" + "/".join(out)
 
 
-def _find(
-    node: _Node, segs: list[str], i: int, caps: list[Any], method: str, allowed: list[str]
+def find_route(
+    node: Node, segs: list[str], i: int, caps: list[Any], method: str, allowed: list[str]
 ) -> Route | None:
     """Depth-first, best rank first: the first matching pattern with a route for ``method``.
 
@@ -178,7 +178,7 @@ def _find(
     seg = segs[i]
     child = node.static.get(seg)
     if child is not None:
-        route = _find(child, segs, i + 1, caps, method, allowed)
+        route = find_route(child, segs, i + 1, caps, method, allowed)
         if route is not None:
             return route
     if seg:  # a parameter never matches an empty segment
@@ -186,7 +186,7 @@ def _find(
             value = convert(seg)
             if value is not _NO:
                 caps.append(value)
-                route = _find(child, segs, i + 1, caps, method, allowed)
+                route = find_route(child, segs, i + 1, caps, method, allowed)
                 if route is not None:
                     return route
                 caps.pop()
@@ -200,7 +200,7 @@ def _find(
     return None
 
 
-def _allow(routes: Mapping[str, Route]) -> str:
+def allow_value(routes: Mapping[str, Route]) -> str:
     methods = set(routes)
     if "GET" in methods:
         methods.add("HEAD")
@@ -208,7 +208,7 @@ def _allow(routes: Mapping[str, Route]) -> str:
     return ", ".join(sorted(methods))
 
 
-def _merge_allow(values: list[str]) -> str:
+def merge_allow(values: list[str]) -> str:
     if len(values) <= 1:
         return values[0] if values else ""
     return ", ".join(sorted({m for v in values for m in v.split(", ")}))

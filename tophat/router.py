@@ -32,17 +32,17 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from tophat._trie import (
-    _CONVERTERS,
+    CONVERTERS,
+    Leaf,
+    Node,
+    Parsed,
     Route,
     RouteError,
-    _allow,
-    _find,
-    _Leaf,
-    _merge_allow,
-    _Node,
-    _parse,
-    _Parsed,
-    _shape,
+    allow_value,
+    find_route,
+    merge_allow,
+    parse_pattern,
+    pattern_shape,
 )
 from tophat.glitch import Glitch
 from tophat.http.endpoint import Endpoint
@@ -81,10 +81,10 @@ class Router:
     """
 
     def __init__(self, *, redirect_slashes: bool = False) -> None:
-        self._root = _Node()
-        self._static: dict[str, _Leaf] = {}  # fast path: fully static patterns
+        self._root = Node()
+        self._static: dict[str, Leaf] = {}  # fast path: fully static patterns
         self._shapes: dict[tuple[str, str], Route] = {}
-        self._names: dict[str, tuple[Route, _Parsed]] = {}
+        self._names: dict[str, tuple[Route, Parsed]] = {}
         self._routes: list[Route] = []
         self._data: dict[type, Any] = {}
         self.redirect_slashes = redirect_slashes
@@ -107,10 +107,10 @@ class Router:
             raise RouteError(f"{pattern!r}: parameter names starting with '__' are reserved")
         return self._add_route(method, pattern, endpoint, name)
 
-    def _check(self, method: str, pattern: str, name: str | None) -> tuple[_Parsed, str]:
+    def _check(self, method: str, pattern: str, name: str | None) -> tuple[Parsed, str]:
         """Raise RouteError if the route cannot be added; nothing is changed."""
-        parsed = _parse(pattern)
-        shape = _shape(parsed)
+        parsed = parse_pattern(pattern)
+        shape = pattern_shape(parsed)
         for key in [(method, shape)] if method == _ANY else [(method, shape), (_ANY, shape)]:
             other = self._shapes.get(key)
             if other is None and method == _ANY:
@@ -138,35 +138,35 @@ class Router:
             leaf.any = route
         else:
             leaf.routes[method] = route
-            leaf.methods_allowed = _allow(leaf.routes)
+            leaf.methods_allowed = allow_value(leaf.routes)
         self._shapes[key] = route
         if name is not None:
             self._names[name] = (route, parsed)
         self._routes.append(route)
         return route
 
-    def _insert(self, parsed: _Parsed, pattern: str) -> _Leaf:
+    def _insert(self, parsed: Parsed, pattern: str) -> Leaf:
         node = self._root
         for kind, value, conv in parsed.segments:
             if kind == "static":
-                node = node.static.setdefault(value, _Node())
+                node = node.static.setdefault(value, Node())
             elif kind == "param":
-                rank, fn = _CONVERTERS[conv]
+                rank, fn = CONVERTERS[conv]
                 for _r, c, _, child in node.params:
                     if c == conv:
                         node = child
                         break
                 else:
-                    child = _Node()
+                    child = Node()
                     node.params.append((rank, conv, fn, child))
                     node.params.sort(key=lambda p: p[0])
                     node = child
             else:
                 if node.catchall is None:
-                    node.catchall = _Leaf(pattern)
+                    node.catchall = Leaf(pattern)
                 return node.catchall
         if node.leaf is None:
-            node.leaf = _Leaf(pattern)
+            node.leaf = Leaf(pattern)
             if all(kind == "static" for kind, _, _ in parsed.segments):
                 self._static[pattern] = node.leaf
         return node.leaf
@@ -318,20 +318,13 @@ class Router:
             segs = [unquote(s, errors="surrogateescape") if "%" in s else s for s in segs]
         allowed: list[str] = []
         caps: list[Any] = []
-        route = _find(self._root, segs, 0, caps, method, allowed)
+        route = find_route(self._root, segs, 0, caps, method, allowed)
         if route is not None:
             return route, dict(zip(route.param_names, caps, strict=True)), ""
-        return None, {}, _merge_allow(allowed)
+        return None, {}, merge_allow(allowed)
 
     async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
-        # lookup()'s static fast path, inlined: a static route costs a dict lookup here, no
-        # lookup() call, result tuple or empty params dict.
-        leaf = self._static.get(req.raw_path)
-        route = None if leaf is None else leaf.route_for(req.method)
-        params: dict[str, Any] | None = None
-        allow = ""
-        if route is None:
-            route, params, allow = self.lookup(req.method, req.raw_path)
+        route, params, allow = self.lookup(req.method, req.raw_path)
         if self._data:
             outer = req.ext.get(DATA_KEY)
             req.ext[DATA_KEY] = {**outer, **self._data} if outer else self._data
@@ -388,12 +381,12 @@ class _Mounted:
     async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
         rest = req.raw_path[len(self.prefix) :] or "/"
         saved = req.raw_path, req.root_path, req.params
-        req._set_raw_path(rest)
+        req.raw_path = rest
         req.root_path = saved[1] + self.prefix
         req.params = {k: v for k, v in req.params.items() if k != "__rest"}
         try:
             return await self.endpoint(req, w)
         finally:
-            req._set_raw_path(saved[0])
+            req.raw_path = saved[0]
             req.root_path = saved[1]
             req.params = saved[2]

@@ -25,6 +25,8 @@ from typing import Any
 
 import h11
 
+from tophat._asynclib import new_event
+from tophat.http.charset import charset
 from tophat.http.endpoint import Endpoint
 from tophat.http.headers import Headers
 from tophat.server.connection import accept
@@ -32,21 +34,6 @@ from tophat.server.opts import ServerOpts
 from tophat.server.stream import StreamClosed
 
 __all__ = ["MemoryStream", "TestClient", "TestResponse", "memory_stream_pair", "parse_responses"]
-
-
-class _Event:
-    """A one-shot event for whichever async library is running (asyncio or trio)."""
-
-    def __new__(cls) -> Any:
-        try:
-            import asyncio
-
-            asyncio.get_running_loop()
-            return asyncio.Event()
-        except RuntimeError:
-            import trio
-
-            return trio.Event()
 
 
 class _Pipe:
@@ -77,7 +64,7 @@ class _Pipe:
         while not self.pieces:
             if self.closed:
                 return b""
-            self._waiter = _Event()
+            self._waiter = new_event()
             await self._waiter.wait()
         data = self.pieces.popleft()
         if max_bytes is not None and len(data) > max_bytes:
@@ -112,7 +99,7 @@ class MemoryStream:
     def new_event(self) -> Any:
         """An event of the running async library (for ``req.disconnected.wait()``; an
         in-memory client never leaves while a request is handled, so it is never set)."""
-        return _Event()
+        return new_event()
 
     def take_all(self) -> bytes:
         """Everything received and not yet read (no waiting)."""
@@ -144,7 +131,8 @@ class TestResponse:
 
     @property
     def text(self) -> str:
-        return self.body.decode()
+        """The body decoded with the ``Content-Type`` charset, as ``Request.text()`` does."""
+        return self.body.decode(charset(self.headers.get("content-type")))
 
     def json(self) -> Any:
         return _json.loads(self.body)

@@ -17,6 +17,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
+from tophat._asynclib import current, new_event
 from tophat.glitch import Glitch
 from tophat.http.headers import Headers
 from tophat.http.request import Request
@@ -112,7 +113,7 @@ class _Exchange:
         self.app = app
         self._receive = receive
         self._send = send
-        self._asyncio = _on_asyncio()
+        self._asyncio = current() == "asyncio"
         self._ahead: deque[bytes] = deque()  # body pieces received, not yet read
         self._pulling: _Event | None = None  # set when the receive() in flight returns
         self._taken: _Event | None = None  # set when the handler takes a piece read ahead
@@ -149,7 +150,7 @@ class _Exchange:
         if self._pulling is not None:
             await self._pulling.wait()
             return
-        self._pulling = done = _new_event(self._asyncio)
+        self._pulling = done = new_event()
         try:
             message = await self._receive()
             kind = message["type"]
@@ -183,7 +184,7 @@ class _Exchange:
         try:
             while not (self.disconnected or self._too_large):
                 if self._ahead and sum(map(len, self._ahead)) >= limit:
-                    self._taken = taken = _new_event(self._asyncio)
+                    self._taken = taken = new_event()
                     await taken.wait()
                 else:
                     await self._pull()
@@ -409,20 +410,3 @@ def _without_root(path: str, root_path: str) -> str:
 
 def _peer(request: Request) -> str:
     return f"{request.client[0]}:{request.client[1]}" if request.client else "peer"
-
-
-def _on_asyncio() -> bool:
-    """Whether the running loop is asyncio's (else trio, the only other runtime ASGI uses)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _new_event(on_asyncio: bool) -> _Event:
-    if on_asyncio:
-        return asyncio.Event()
-    import trio
-
-    return trio.Event()

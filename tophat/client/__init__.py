@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from tophat._asynclib import current
+
 # Body, HeadersLike and TimeoutPhase: the type aliases of the public signatures, kept
 # importable from here as before the split (``as`` marks them re-exported for mypy and ruff).
 from tophat.client.connection import Body as Body
@@ -49,7 +51,7 @@ from tophat.client.errors import (
 )
 from tophat.client.errors import TimeoutPhase as TimeoutPhase
 from tophat.client.response import ClientResponse
-from tophat.client.transport import _AsyncioStream, _running_library, _TrioStream
+from tophat.client.transport import AsyncioStream, TrioStream
 from tophat.http.headers import Headers
 from tophat.server.stream import Stream
 
@@ -93,10 +95,10 @@ async def connect(
         ClientConnectionError: the connection was refused or failed.
     """
     limits = Timeout.of(timeout)
-    if _running_library() == "asyncio":
-        stream: Stream = await _AsyncioStream.open(host, port, ssl, limits)
+    if current() == "asyncio":
+        stream: Stream = await AsyncioStream.open(host, port, ssl, limits)
     else:
-        stream = await _TrioStream.open(host, port, ssl, limits)
+        stream = await TrioStream.open(host, port, ssl, limits)
     default = _DEFAULT_PORTS["https" if ssl is not None else "http"]
     name = f"[{host}]" if ":" in host else host
     return ClientConnection(stream, host=name if port == default else f"{name}:{port}")

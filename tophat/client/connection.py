@@ -17,7 +17,7 @@ from tophat.client.errors import (
     ClientProtocolError,
     ClientTimeout,
 )
-from tophat.client.response import ClientResponse
+from tophat.client.response import ClientResponse, open_response
 from tophat.http.headers import Headers
 from tophat.server.stream import Stream
 
@@ -58,7 +58,8 @@ class ClientConnection:
         self._stream = stream
         self._host = host
         self._h11 = h11.Connection(h11.CLIENT)
-        self._active: ClientResponse | None = None
+        self._busy = False  # a response is open (its body not read to the end, not closed)
+        self._channel = _Channel(self)
         self._closed_why: str | None = None
         self._stream_closed = False
 
@@ -67,7 +68,7 @@ class ClientConnection:
         """Whether a request can start now without knowing anything broke."""
         return (
             self._closed_why is None
-            and self._active is None
+            and not self._busy
             and self._h11.our_state is h11.IDLE
             and self._h11.their_state is h11.IDLE
         )
@@ -107,9 +108,9 @@ class ClientConnection:
         """
         if self._closed_why is not None:
             raise ClientConnectionError(f"connection cannot be reused: {self._closed_why}")
-        if self._active is None and self._h11.our_state is not h11.IDLE:
+        if not self._busy and self._h11.our_state is not h11.IDLE:
             raise ClientError("another request is being sent on this connection")
-        if self._active is not None:
+        if self._busy:
             raise ClientError(
                 "the previous response on this connection is not finished: read its body "
                 "(await resp.body()) or close it (await resp.aclose()) first"
@@ -148,12 +149,8 @@ class ClientConnection:
         except BaseException as exc:
             await self._fail(exc)
             raise
-        resp = ClientResponse(self, event, method, informational)
-        self._active = resp
-        # Complete, without I/O, what is already here: a HEAD, 204 or short response then
-        # leaves the connection free at once.
-        await resp._pull(only_buffered=True)
-        return resp
+        self._busy = True
+        return await open_response(self._channel, event, method, informational)
 
     async def aclose(self) -> None:
         """Close the connection (a response still being read ends with an error)."""
@@ -215,7 +212,7 @@ class ClientConnection:
 
     def _finished(self) -> None:
         """The active response ended: ready the next cycle, or note why there is none."""
-        self._active = None
+        self._busy = False
         conn = self._h11
         # A body delimited by the close (RFC 9112 §6.3, rule 8) ends DONE/DONE in h11 too:
         # the end of input seen is what says the connection is over.
@@ -232,7 +229,7 @@ class ClientConnection:
             )
 
     async def _fail(self, exc: BaseException) -> None:
-        self._active = None
+        self._busy = False
         if self._closed_why is None:
             self._closed_why = f"an earlier request failed ({type(exc).__name__})"
         if isinstance(exc, Exception):  # never await while being cancelled
@@ -243,6 +240,27 @@ class ClientConnection:
             self._stream_closed = True
             with contextlib.suppress(Exception):
                 await self._stream.aclose()
+
+
+class _Channel:
+    """The connection as its response sees it (a :class:`~tophat.client.response.Channel`)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+
+    async def next_event(self, *, only_buffered: bool) -> Any:
+        return await self._conn._next_event(only_buffered=only_buffered)
+
+    async def fail(self, exc: BaseException) -> None:
+        await self._conn._fail(exc)
+
+    async def end(self) -> None:
+        conn = self._conn
+        conn._finished()
+        if conn._closed_why is not None:
+            await conn._close_stream()
 
 
 def _request_headers(

@@ -1,6 +1,6 @@
 """The client's response: :class:`ClientResponse`, its body read from the connection on demand.
 
-Also the ``stream()`` iterator and the charset ``text()`` uses. Re-exported by
+Also the ``stream()`` iterator. Re-exported by
 :mod:`tophat.client`.
 """
 
@@ -8,15 +8,43 @@ from __future__ import annotations
 
 import json as _json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h11
 
 from tophat.client.errors import ClientError, ClientProtocolError
+from tophat.http.charset import charset
 from tophat.http.headers import Headers
 
-if TYPE_CHECKING:
-    from tophat.client.connection import ClientConnection
+__all__ = ["Channel", "ClientResponse", "open_response"]
+
+
+class Channel(Protocol):
+    """What a response reads its body through: its connection's side of the exchange."""
+
+    async def next_event(self, *, only_buffered: bool) -> Any:
+        """The next h11 event of the body, reading when needed (``None`` when
+        ``only_buffered`` and nothing is buffered)."""
+        ...
+
+    async def fail(self, exc: BaseException) -> None:
+        """The body cannot be read to its end: the connection will not be reused."""
+        ...
+
+    async def end(self) -> None:
+        """The body was read to its end: the connection is free for the next request (or
+        closes, when this response ended it)."""
+        ...
+
+
+async def open_response(
+    channel: Channel, event: h11.Response, method: str, informational: list[int]
+) -> ClientResponse:
+    """The response whose head is ``event``, with what of its body is already buffered taken
+    in (no I/O): a HEAD, 204 or short response then leaves the connection free at once."""
+    resp = ClientResponse(channel, event, method, informational)
+    await resp._pull(only_buffered=True)
+    return resp
 
 
 class ClientResponse:
@@ -45,7 +73,7 @@ class ClientResponse:
     )
 
     def __init__(
-        self, conn: ClientConnection, event: h11.Response, method: str, informational: list[int]
+        self, conn: Channel, event: h11.Response, method: str, informational: list[int]
     ) -> None:
         self._conn = conn
         self.method = method
@@ -79,8 +107,9 @@ class ClientResponse:
         return _Chunks(self, None)
 
     async def text(self) -> str:
-        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given)."""
-        return (await self.body()).decode(_charset(self.headers.get("content-type")), "replace")
+        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given, or
+        one Python does not know), as ``Request.text()``."""
+        return (await self.body()).decode(charset(self.headers.get("content-type")), "replace")
 
     async def json(self) -> Any:
         return _json.loads(await self.body())
@@ -94,7 +123,7 @@ class ClientResponse:
             await self._pull(only_buffered=True, keep=False)
         if not self._done:
             self._done = True
-            await self._conn._fail(ClientError("response closed before its end"))
+            await self._conn.fail(ClientError("response closed before its end"))
 
     async def __aenter__(self) -> ClientResponse:
         return self
@@ -110,10 +139,10 @@ class ClientResponse:
         conn = self._conn
         while not self._done:
             try:
-                event = await conn._next_event(only_buffered=only_buffered)
+                event = await conn.next_event(only_buffered=only_buffered)
             except BaseException as exc:
                 self._done = True
-                await conn._fail(exc)
+                await conn.fail(exc)
                 raise
             if event is None:
                 return None
@@ -126,9 +155,7 @@ class ClientResponse:
                 if event.headers:
                     self.trailers = Headers.from_wire(list(event.headers))
                 self._done = True
-                conn._finished()
-                if conn._closed_why is not None:
-                    await conn._close_stream()
+                await conn.end()
             else:  # pragma: no cover - h11 yields only Data then EndOfMessage in a body
                 raise ClientProtocolError(f"unexpected {type(event).__name__} in a body")
         return None
@@ -161,11 +188,3 @@ class _Chunks:
             if piece:
                 return piece
         raise StopAsyncIteration
-
-
-def _charset(content_type: str | None) -> str:
-    for param in (content_type or "").split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            return value.strip().strip('"')
-    return "utf-8"

@@ -1,8 +1,8 @@
 """The client's runtime adapters: asyncio and trio connections as a :class:`~tophat.Stream`.
 
 They own the clock (each read, write and the connect has its :class:`Timeout`, breached as
-:class:`ClientTimeout`) and the sockets; :func:`tophat.client.connect` picks one with
-``_running_library()``.
+:class:`ClientTimeout`) and the sockets; :func:`tophat.client.connect` picks one for the
+library it runs on (``tophat._asynclib.current()``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import select
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from tophat.client.errors import (
     ClientConnectionError,
@@ -32,18 +32,7 @@ _CLOSE_GRACE = 1.0  # trio adapter: how long a TLS close_notify may take
 # -- runtime adapters: the clock, the sockets ---------------------------------------------------
 
 
-def _running_library() -> Literal["asyncio", "trio"]:
-    """asyncio when an asyncio loop runs in this thread, else trio (as ``testing._Event``)."""
-    try:
-        import asyncio
-
-        asyncio.get_running_loop()
-        return "asyncio"
-    except RuntimeError:
-        return "trio"
-
-
-class _AsyncioStream:
+class AsyncioStream:
     """An ``asyncio.Protocol`` as a :class:`~tophat.Stream` (cf. the server's ``_Conn``).
 
     A Protocol rather than StreamReader/Writer: we own the buffer, so ``peer_closed`` can see
@@ -67,7 +56,7 @@ class _AsyncioStream:
     @classmethod
     async def open(
         cls, host: str, port: int, ssl: SSLContext | None, limits: Timeout
-    ) -> _AsyncioStream:
+    ) -> AsyncioStream:
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -162,7 +151,7 @@ class _AsyncioStream:
         return self._eof or bool(self._buffer)
 
 
-class _TrioStream:
+class TrioStream:
     """A trio stream with per-call deadlines, trio's errors turned into ``StreamClosed``."""
 
     def __init__(self, stream: Any, limits: Timeout, sock: Any) -> None:
@@ -176,7 +165,7 @@ class _TrioStream:
     @classmethod
     async def open(
         cls, host: str, port: int, ssl: SSLContext | None, limits: Timeout
-    ) -> _TrioStream:
+    ) -> TrioStream:
         try:
             import trio
         except ImportError:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
+from tophat.http.charset import charset
 from tophat.http.headers import Headers
 
 __all__ = ["DATA_KEY", "NEVER_DISCONNECTED", "NEVER_STOPPING", "Query", "Request", "Stopping"]
@@ -180,12 +181,11 @@ class Request:
         self.ext: dict[str, Any] = {}
         self._host: str | None = None
         self.params: Mapping[str, Any] = {}
-        # (origin-form, the usual one, needs no conversion; the raw_path setter inlined)
+        # (origin-form, the usual one, needs no conversion)
         path, _, self.query_string = (
             target if target[:1] == "/" else _origin_path(target)
         ).partition("?")
-        self._raw_path = path
-        self._path: str | None = None if "%" in path else path
+        self.raw_path = path
         self._query: Query | None = None
         self.root_path = ""
         if isinstance(body, bytes):
@@ -204,7 +204,7 @@ class Request:
     def raw_path(self, raw_path: str) -> None:
         self._raw_path = raw_path
         # Decoded now when there is nothing to decode (most paths), else on first use.
-        self._path = None if "%" in raw_path else raw_path
+        self._path: str | None = None if "%" in raw_path else raw_path
 
     @property
     def path(self) -> str:
@@ -235,9 +235,6 @@ class Request:
     @host.setter
     def host(self, value: str | None) -> None:
         self._host = value
-
-    def _set_raw_path(self, raw_path: str) -> None:
-        self.raw_path = raw_path  # (the setter drops the decoded path)
 
     def data(self, cls: type[T]) -> T:
         """The object of type ``cls`` shared through ``Router.data`` (typed, no globals).
@@ -302,7 +299,7 @@ class Request:
 
     async def text(self) -> str:
         """The body decoded with the Content-Type charset (UTF-8 by default)."""
-        return (await self.body()).decode(_charset(self.headers.get("content-type")), "replace")
+        return (await self.body()).decode(charset(self.headers.get("content-type")), "replace")
 
     async def json(self) -> Any:
         """The body parsed as JSON (``json.JSONDecodeError`` when it is not)."""
@@ -325,17 +322,3 @@ def _origin_path(target: str) -> str:
         path = rest[cut:]
         return path if path[:1] == "/" else "/" + path
     return target  # authority-form; only CONNECT uses it and accept() refuses CONNECT
-
-
-def _charset(content_type: str | None) -> str:
-    if content_type:
-        for param in content_type.split(";")[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "charset" and value.strip():
-                charset = value.strip().strip('"')
-                try:
-                    "".encode(charset)
-                except LookupError:
-                    break
-                return charset
-    return "utf-8"

@@ -2,7 +2,7 @@
 
 The grammar, the address checks, and the right-to-left walks that find the client, and the
 proto and host its proxy saw, given a predicate saying which addresses are trusted. A malformed
-entry the walk reaches raises :class:`_Malformed`; what that means for the request is the
+entry the walk reaches raises :class:`Malformed`; what that means for the request is the
 middleware's business.
 
 Every function here takes time linear in the length of its input, whatever the input: the
@@ -56,7 +56,7 @@ _IP6_TEXT = re.compile(r"[0-9A-Fa-f:.]+")
 _REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})+")
 
 
-class _Keep(enum.Enum):
+class Keep(enum.Enum):
     CLIENT = "keep req.client as it is"
 
 
@@ -68,15 +68,15 @@ class _Node(NamedTuple):
     addr: _Addr | None  # None: "unknown" or an obfuscated identifier
 
 
-class _Forward(NamedTuple):
+class Forward(NamedTuple):
     """What the walk found: the client, and the proto and host the client-facing proxy saw."""
 
-    client: tuple[str, int] | _Keep | None
+    client: tuple[str, int] | Keep | None
     proto: str | None
     host: str | None
 
 
-class _Malformed(ValueError):
+class Malformed(ValueError):
     """An entry the walk had to read is not well-formed."""
 
 
@@ -97,7 +97,7 @@ def _ip4(text: str) -> int:
     try:
         return int(ipaddress.IPv4Address(text))
     except ValueError:
-        raise _Malformed(f"not an IPv4 address: {text[:100]!r}") from None
+        raise Malformed(f"not an IPv4 address: {text[:100]!r}") from None
 
 
 @functools.lru_cache(maxsize=_ADDRESS_CACHE)
@@ -105,17 +105,17 @@ def _ip6(text: str) -> tuple[str, int]:
     """The compressed lower-case text and the value of an IPv6 address."""
     # ipaddress would take a zone ("fe80::1%eth0"): no zone crosses a proxy, networks have none.
     if not _IP6_TEXT.fullmatch(text):
-        raise _Malformed(f"not an IPv6 address: {text[:100]!r}")
+        raise Malformed(f"not an IPv6 address: {text[:100]!r}")
     try:
         packed = ipaddress.IPv6Address(text).packed
     except ValueError:
-        raise _Malformed(f"not an IPv6 address: {text[:100]!r}") from None
+        raise Malformed(f"not an IPv6 address: {text[:100]!r}") from None
     # inet_ntop, not str(): the same text on every Python (str() of an IPv4-mapped address
     # changed in 3.13), and the text this middleware always reported.
     return socket.inet_ntop(socket.AF_INET6, packed), int.from_bytes(packed, "big")
 
 
-def _peer_addr(host: str) -> _Addr | None:
+def peer_addr(host: str) -> _Addr | None:
     """A runtime-reported peer address as ``(version, value)``; ``None`` if it is not an IP."""
     # Not from the network but from the socket, on every request: inet_pton is the cheap check.
     try:
@@ -137,7 +137,7 @@ def _port(text: str, node: str) -> int:
             return int(text[1:])
         if _OBFUSCATED.fullmatch(text, 1):
             return 0
-    raise _Malformed(f"not a node: {node[:100]!r}")
+    raise Malformed(f"not a node: {node[:100]!r}")
 
 
 def _parse_node(text: str, *, bare_ip6: bool) -> _Node:
@@ -145,7 +145,7 @@ def _parse_node(text: str, *, bare_ip6: bool) -> _Node:
     if text[:1] == "[":
         inside, bracket, port = text[1:].partition("]")
         if not bracket:
-            raise _Malformed(f"not a node: {text[:100]!r}")
+            raise Malformed(f"not a node: {text[:100]!r}")
         host, value = _ip6(inside)
         return _Node(host, _port(port, text), (6, value))
     if bare_ip6 and text.count(":") > 1:
@@ -155,7 +155,7 @@ def _parse_node(text: str, *, bare_ip6: bool) -> _Node:
     port_number = _port(colon + port, text)
     if name[:1] == "_":
         if not _OBFUSCATED.fullmatch(name):
-            raise _Malformed(f"not a node: {text[:100]!r}")
+            raise Malformed(f"not a node: {text[:100]!r}")
         return _Node(name, port_number, None)
     if name.lower() == "unknown":
         return _Node(None, port_number, None)
@@ -189,7 +189,7 @@ def _elements(value: str) -> Iterator[dict[str, str]]:
     grammar is between pairs. The element found is the shortest valid one at the right end.
 
     Raises:
-        _Malformed: when the element being read is not well-formed.
+        Malformed: when the element being read is not well-formed.
     """
     rev = value[::-1]  # reading forward in rev is reading value from the right
     size = len(rev)
@@ -211,12 +211,12 @@ def _elements(value: str) -> Iterator[dict[str, str]]:
             pos += 1
             blank, after_pair = False, False
         elif after_pair:
-            raise _Malformed(f"forwarded-pairs not separated by ';': {_near(rev, pos)}")
+            raise Malformed(f"forwarded-pairs not separated by ';': {_near(rev, pos)}")
         else:
             name, param, pos = _pair(rev, pos)
             if name in pairs:
                 # RFC 7239 §4: each parameter MUST NOT occur more than once per element.
-                raise _Malformed(f"{name}= twice in one element: {_near(rev, pos)}")
+                raise Malformed(f"{name}= twice in one element: {_near(rev, pos)}")
             pairs[name] = param
             blank, after_pair = False, True
 
@@ -231,13 +231,13 @@ def _pair(rev: str, pos: int) -> tuple[str, str, int]:
     else:
         end = _run_end(_TOKEN_RUN, rev, pos)
         if end == pos:
-            raise _Malformed(f"not a token or quoted-string: {_near(rev, pos)}")
+            raise Malformed(f"not a token or quoted-string: {_near(rev, pos)}")
         param = rev[pos:end][::-1]
     if end >= len(rev) or rev[end] != "=":
-        raise _Malformed(f"not a token=value pair: {_near(rev, pos)}")
+        raise Malformed(f"not a token=value pair: {_near(rev, pos)}")
     name_end = _run_end(_TOKEN_RUN, rev, end + 1)
     if name_end == end + 1:
-        raise _Malformed(f"a pair without a name: {_near(rev, pos)}")
+        raise Malformed(f"a pair without a name: {_near(rev, pos)}")
     return rev[end + 1 : name_end][::-1].lower(), param, name_end
 
 
@@ -249,18 +249,18 @@ def _opening_quote(rev: str, close: int) -> int:
     is an odd run of backslashes before it; the first '"' before it that is not escaped opens.
     """
     if _run_len(_BACKSLASH_RUN, rev, close + 1) % 2:
-        raise _Malformed(f"a quoted-string ends with an escaped quote: {_near(rev, close)}")
+        raise Malformed(f"a quoted-string ends with an escaped quote: {_near(rev, close)}")
     pos = close + 1
     while True:
         quote = rev.find('"', pos)
         if quote < 0:
-            raise _Malformed(f"a quoted-string is not opened: {_near(rev, close)}")
+            raise Malformed(f"a quoted-string is not opened: {_near(rev, close)}")
         escapes = _run_len(_BACKSLASH_RUN, rev, quote + 1)
         if escapes % 2 == 0:
             break
         pos = quote + 1 + escapes
     if not _QUOTED_TEXT.fullmatch(rev, close + 1, quote):
-        raise _Malformed(f"a control character in a quoted-string: {_near(rev, close)}")
+        raise Malformed(f"a control character in a quoted-string: {_near(rev, close)}")
     return quote
 
 
@@ -280,7 +280,7 @@ def _near(rev: str, pos: int) -> str:
     return repr(rev[::-1][max(0, at - 40) : at + 20])
 
 
-def _walk_forwarded(value: str, trusted: _Trusted) -> _Forward:
+def walk_forwarded(value: str, trusted: _Trusted) -> Forward:
     found: tuple[dict[str, str], _Node | None] | None = None
     for params in _elements(value):
         node = _parse_node(params["for"], bare_ip6=False) if "for" in params else None
@@ -288,13 +288,13 @@ def _walk_forwarded(value: str, trusted: _Trusted) -> _Forward:
         if node is None or node.addr is None or not trusted(*node.addr):
             break
     if found is None:
-        raise _Malformed("no forwarded-element")
+        raise Malformed("no forwarded-element")
     params, node = found
     if node is None:
-        client: tuple[str, int] | _Keep | None = _Keep.CLIENT
+        client: tuple[str, int] | Keep | None = Keep.CLIENT
     else:
         client = None if node.host is None else (node.host, node.port)
-    return _Forward(client, params.get("proto"), params.get("host"))
+    return Forward(client, params.get("proto"), params.get("host"))
 
 
 # -- X-Forwarded-* --------------------------------------------------------------------------------
@@ -312,13 +312,13 @@ def _aligned(values: list[str], hops: int, name: str) -> str | None:
     return None
 
 
-def _walk_x_forwarded(headers: Headers, trusted: _Trusted, *, read_host: bool) -> _Forward | None:
+def walk_x_forwarded(headers: Headers, trusted: _Trusted, *, read_host: bool) -> Forward | None:
     chain = headers.get_list("x-forwarded-for")
     protos = headers.get_list("x-forwarded-proto")
     hosts = headers.get_list("x-forwarded-host") if read_host else []
     if not (chain or protos or hosts):
         return None
-    client: tuple[str, int] | _Keep | None = _Keep.CLIENT
+    client: tuple[str, int] | Keep | None = Keep.CLIENT
     hops = 0
     if chain:
         i = len(chain) - 1
@@ -329,21 +329,21 @@ def _walk_x_forwarded(headers: Headers, trusted: _Trusted, *, read_host: bool) -
             i -= 1
         hops = len(chain) - 1 - i
         client = None if node.host is None else (node.host, node.port)
-    return _Forward(
+    return Forward(
         client,
         _aligned(protos, hops, "X-Forwarded-Proto"),
         _aligned(hosts, hops, "X-Forwarded-Host"),
     )
 
 
-def _valid_host(host: str) -> bool:
+def valid_host(host: str) -> bool:
     if host[:1] == "[":
         inside, bracket, port = host[1:].partition("]")
         if not bracket:
             return False
         try:
             _ip6(inside)
-        except _Malformed:
+        except Malformed:
             return False
     else:
         name, colon, port = host.partition(":")

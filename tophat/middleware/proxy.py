@@ -81,13 +81,13 @@ from tophat.http.request import Request
 from tophat.http.writer import ResponseWriter, ResponseWritten
 from tophat.middleware import Middleware
 from tophat.middleware._forwarded import (
-    _Forward,
-    _Keep,
-    _Malformed,
-    _peer_addr,
-    _valid_host,
-    _walk_forwarded,
-    _walk_x_forwarded,
+    Forward,
+    Keep,
+    Malformed,
+    peer_addr,
+    valid_host,
+    walk_forwarded,
+    walk_x_forwarded,
 )
 
 __all__ = ["FORWARDED_HOST_KEY", "PEER_KEY", "HeaderFamily", "forwarded_host", "proxy_headers"]
@@ -229,22 +229,22 @@ def proxy_headers(
         return any(value & mask == net for net, mask in v4)
 
     def peer_trusted(host: str) -> bool:
-        addr = _peer_addr(host)
+        addr = peer_addr(host)
         return addr is not None and ip_trusted(*addr)
 
-    def read_forwarded(fields: Headers) -> _Forward | None:
+    def read_forwarded(fields: Headers) -> Forward | None:
         lines = fields.get_all("forwarded")
-        return _walk_forwarded(", ".join(lines), ip_trusted) if lines else None
+        return walk_forwarded(", ".join(lines), ip_trusted) if lines else None
 
-    def read_x_forwarded(fields: Headers) -> _Forward | None:
-        return _walk_x_forwarded(fields, ip_trusted, read_host=x_forwarded_host)
+    def read_x_forwarded(fields: Headers) -> Forward | None:
+        return walk_x_forwarded(fields, ip_trusted, read_host=x_forwarded_host)
 
     read = read_forwarded if family == "forwarded" else read_x_forwarded
 
     def forward(req: Request) -> None:
         try:
             found = read(req.headers)
-        except _Malformed as exc:
+        except Malformed as exc:
             # No fallback, to the other family or to the peer's address: either would be a
             # guess about who the client is. One line, at INFO: the proxy needs fixing.
             log.info("refusing a request from %s: bad %s: %s", _peer(req.client), client_field, exc)
@@ -252,7 +252,7 @@ def proxy_headers(
         if found is None:
             return
         req.ext[PEER_KEY] = req.client
-        if found.client is not _Keep.CLIENT:
+        if found.client is not Keep.CLIENT:
             req.client = found.client
         if found.proto is not None:
             scheme = _SCHEMES.get(found.proto.lower())
@@ -261,7 +261,7 @@ def proxy_headers(
             else:
                 req.scheme = scheme
         if found.host is not None:
-            if _valid_host(found.host):
+            if valid_host(found.host):
                 req.ext[FORWARDED_HOST_KEY] = found.host
                 req.host = found.host
             else:

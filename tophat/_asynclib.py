@@ -1,0 +1,36 @@
+"""Which async library runs the current task, for the edges that serve either (the ASGI adapter,
+the client, the in-memory test streams). The server itself never asks: its runtime tells it.
+
+A module of its own at the top of the package, beside no layer, so that ``tophat.asgi``,
+``tophat.client`` and ``tophat.testing`` share one answer without importing each other. It
+imports neither library at module level: trio is optional.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+__all__ = ["current", "new_event"]
+
+
+def current() -> Literal["asyncio", "trio"]:
+    """``"asyncio"`` when an asyncio loop runs in this thread (uvloop included), else
+    ``"trio"``, the only other library tophat runs on."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"
+    return "asyncio"
+
+
+def new_event() -> Any:
+    """A one-shot event (``set()``, ``is_set()``, ``await wait()``) of the running library."""
+    if current() == "asyncio":
+        import asyncio
+
+        return asyncio.Event()
+    import trio
+
+    return trio.Event()
