@@ -96,11 +96,11 @@ async def _drive(make_protocol: Callable[[], Any], test: str, n: int) -> float:
 def _tophat(parser: str) -> Callable[[], Any]:
     from bench.perf_apps.tophat_apps import plain
     from tophat import ServerOpts
-    from tophat.runtime.asyncio.connection import _Conn
+    from tophat.runtime.asyncio.connection import Conn
     from tophat.runtime.asyncio.server import Server
 
     server = Server(plain, ServerOpts(parser=parser))  # type: ignore[arg-type]
-    return lambda: _Conn(server)
+    return lambda: Conn(server.pool)
 
 
 def _uvicorn(http: str) -> Callable[[], Any]:

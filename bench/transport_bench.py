@@ -7,9 +7,9 @@ The issue: "measure an asyncio.Protocol based transport against StreamReader/Str
 keep the faster". Servers, all answering GET / with "Hello, world!" (examples/hello.py), each
 in its own process on 127.0.0.1:
 
-  protocol    python -m tophat examples.hello:app       (the shipped runtime: _asyncio_conn._Conn)
+  protocol    python -m tophat examples.hello:app       (the shipped runtime: runtime.asyncio.connection.Conn)
   streams     asyncio.start_server + StreamsStream + tophat.accept (defined below, bench only)
-  streams+t   the same with per-phase timeouts like _Conn's (asyncio.timeout per read/drain),
+  streams+t   the same with per-phase timeouts like Conn's (asyncio.timeout per read/drain),
               i.e. what a feature-equal Streams runtime would have to do
   protocol-nt the shipped runtime (tophat.serve) with every timeout off (ServerOpts(...=None)):
               the like-for-like peer of "streams", which has no timeouts either
@@ -83,7 +83,7 @@ class StreamsStream:
 
 
 class TimedStreamsStream(StreamsStream):
-    """StreamsStream with _Conn's per-phase timeouts (head deadline, idle, body, write)."""
+    """StreamsStream with Conn's per-phase timeouts (head deadline, idle, body, write)."""
 
     __slots__ = ("_head_deadline", "_loop", "_opts", "_phase")
 
