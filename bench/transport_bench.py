@@ -7,7 +7,7 @@ The issue: "measure an asyncio.Protocol based transport against StreamReader/Str
 keep the faster". Servers, all answering GET / with "Hello, world!" (examples/hello.py), each
 in its own process on 127.0.0.1:
 
-  protocol    python -m tophat examples.hello:app       (the shipped runtime: runtime.asyncio.connection.Conn)
+  protocol    python -m tophat examples.hello:app       (the shipped runtime: asyncio Conn)
   streams     asyncio.start_server + StreamsStream + tophat.accept (defined below, bench only)
   streams+t   the same with per-phase timeouts like Conn's (asyncio.timeout per read/drain),
               i.e. what a feature-equal Streams runtime would have to do
