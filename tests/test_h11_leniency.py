@@ -1,7 +1,8 @@
-"""Pins the h11 behaviours that tophat's strict layer (tophat/server/validate.py) relies on.
+"""Pins the h11 behaviours that tophat's strict layer (tophat/server/validate.py) relies on, and
+what tophat.parsers.h11_parser reads from h11.Connection's public API.
 
 If a new h11 release changes one of these, this file says which assumption broke, before a
-wire test fails for a less obvious reason.
+wire test fails for a less obvious reason. (pyproject.toml allows any h11 0.x from 0.16.)
 """
 
 from __future__ import annotations
@@ -51,81 +52,110 @@ def test_h11_head_limit_applies_only_to_an_incomplete_head() -> None:
     assert info.value.error_status_hint == 431
 
 
-def test_h11_refuses_every_transfer_coding_but_chunked_while_parsing_the_head() -> None:
+@pytest.mark.parametrize(
+    "fields",
+    [b"Transfer-Encoding: gzip, chunked\r\n", b"Transfer-Encoding: chunked\r\n" * 2],
+    ids=["a-coding-but-chunked", "two-fields"],
+)
+def test_h11_refuses_transfer_encodings_while_parsing_the_head_with_501(fields: bytes) -> None:
+    # H11Parser answers h11's 501 with 400: in h11 0.16 a refused Transfer-Encoding is the only
+    # 501 (tophat.parsers.h11_parser._status), and h11 drops the codings.
     conn = h11.Connection(h11.SERVER)
-    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
     with pytest.raises(h11.RemoteProtocolError) as info:
         conn.next_event()
     assert info.value.error_status_hint == 501
     assert "Transfer-Encoding" in str(info.value)
 
 
-def test_h11_readers_that_tophat_calls_directly() -> None:
-    # tophat.parsers.h11_parser.H11Parser runs h11's readers over a ReceiveBuffer without
-    # h11.Connection.
-    from h11._readers import ChunkedReader, ContentLengthReader, maybe_read_from_IDLE_client
-    from h11._receivebuffer import ReceiveBuffer
+# -- What H11Parser reads from h11.Connection's public state -----------------------------------
 
-    buf = ReceiveBuffer()
-    buf += b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET"
-    request = maybe_read_from_IDLE_client(buf)
-    assert isinstance(request, h11.Request)
-    assert len(buf) == len(b"abcGET")
-    reader = ContentLengthReader(3)
-    data = reader(buf)
+
+def test_h11_connection_holds_all_of_an_incomplete_head_and_the_rest_after_a_request() -> None:
+    # H11Parser mirrors the bytes of a head it feeds (for its byte checks): h11 holds them all
+    # until the head is complete, then exactly what follows it (the head's size is the
+    # difference).
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\n")
+    assert conn.next_event() is h11.NEED_DATA
+    assert conn.trailing_data == (b"POST / HTTP/1.1\r\nHost: a\r\n", False)
+    conn.receive_data(b"Content-Length: 3\r\n\r\nabcGET")
+    assert isinstance(conn.next_event(), h11.Request)
+    assert conn.trailing_data == (b"abcGET", False)
+    data = conn.next_event()  # at most what the body has left: one Data when it all arrived
     assert isinstance(data, h11.Data) and bytes(data.data) == b"abc"
-    assert isinstance(reader(buf), h11.EndOfMessage)
-    assert bytes(buf) == b"GET"
-    assert maybe_read_from_IDLE_client(buf) is None  # an incomplete head: wait for more
-    chunked = ChunkedReader()
-    buf = ReceiveBuffer()
-    buf += b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
-    assert bytes(chunked(buf).data) == b"abc"  # type: ignore[union-attr]
-    end = chunked(buf)
-    assert isinstance(end, h11.EndOfMessage) and list(end.headers) == [(b"x-t", b"1")]
-    with pytest.raises(h11.RemoteProtocolError):
-        ContentLengthReader(5).read_eof()
-    with pytest.raises(h11.LocalProtocolError) as info:
-        buf = ReceiveBuffer()
-        buf += b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"
-        maybe_read_from_IDLE_client(buf)
-    assert info.value.error_status_hint == 501
+    assert conn.trailing_data == (b"GET", False)
+    # (Its end takes no bytes: H11Parser's next Connection starts from the trailing data.)
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+    assert conn.trailing_data == (b"GET", False)
+    assert conn.their_state is h11.DONE
 
 
-def test_h11_receive_buffer_internals_the_strict_buffer_relies_on() -> None:
-    # tophat.parsers.h11_parser._StrictBuffer overrides maybe_extract_lines (head and trailer
-    # sections) and
-    # maybe_extract_next_line (chunk lines only) and reads _data. It tells a bare LF from a
-    # CRLF by size: h11 splits a section at LF and takes one CR off the end of each line.
-    from h11._readers import ChunkedReader
-    from h11._receivebuffer import ReceiveBuffer
+def test_h11_connection_end_without_content_takes_no_bytes() -> None:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next")
+    assert isinstance(conn.next_event(), h11.Request)
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+    assert conn.trailing_data == (b"GET /next", False)
+    assert conn.next_event() is h11.PAUSED  # the next request waits for start_next_cycle
 
-    buf = ReceiveBuffer()
-    buf += b"A\r\nB\nC\r\r\n\r\nrest"
-    assert buf.maybe_extract_lines() == [b"A", b"B", b"C\r"]
-    assert bytes(buf._data) == b"rest"
-    buf = ReceiveBuffer()
-    buf += b"\n"
-    assert buf.maybe_extract_lines() == []  # a bare LF alone is an empty line to h11
-    assert not buf
 
-    calls: list[str] = []
+def test_h11_connection_consumes_chunk_framing_before_each_events_data() -> None:
+    # H11Parser checks a chunked body's framing as what each event consumed (trailing_data
+    # before and after) less the event's data, which ends it: the CRLF after a chunk's data, a
+    # chunk line (taken whole), at the end the last chunk line and the trailer section.
+    body = b"3;x\rz\r\nabc\r\n1\r\nd\r\n0\r\nX-T: 1\r\n\r\nrest"
+    seen: list[tuple[str, bytes]] = []
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    held = b""
+    fed = 0
+    for cut in (2, 8, 12, 16, len(body)):  # inside a chunk line, its data, a CRLF
+        conn.receive_data(body[fed:cut])
+        held += body[fed:cut]
+        fed = cut
+        while True:
+            event = conn.next_event()
+            rest = conn.trailing_data[0]
+            assert held.endswith(rest)
+            taken = held[: len(held) - len(rest)]
+            held = rest
+            if isinstance(event, h11.Data):
+                assert taken.endswith(bytes(event.data))
+                taken = taken[: len(taken) - len(event.data)]
+            seen.append((type(event).__name__, taken))
+            if event is h11.NEED_DATA or isinstance(event, h11.EndOfMessage):
+                break
+        if seen[-1][0] == "EndOfMessage":
+            break
+    assert seen == [
+        ("NEED_DATA", b""),  # "3;" is not a whole chunk line yet
+        ("Data", b"3;x\rz\r\n"),  # the line, then "a": h11 took the bare CR in the extension
+        ("NEED_DATA", b""),
+        ("Data", b""),  # "bc"
+        ("NEED_DATA", b"\r\n"),  # the CRLF ending the chunk's data, alone
+        ("Data", b"1\r\n"),
+        ("NEED_DATA", b""),
+        ("EndOfMessage", b"\r\n0\r\nX-T: 1\r\n\r\n"),
+    ]
+    assert held == b"rest"
 
-    class Spy(ReceiveBuffer):
-        def maybe_extract_next_line(self) -> bytearray | None:
-            calls.append("line")
-            return super().maybe_extract_next_line()
 
-        def maybe_extract_lines(self) -> list[bytearray] | None:
-            calls.append("lines")
-            return super().maybe_extract_lines()
-
-    spy = Spy()
-    spy += b"3;x\rz\r\nabc\r\n0\r\nX: 1\r\n\r\n"
-    reader = ChunkedReader()
-    assert bytes(reader(spy).data) == b"abc"  # type: ignore[union-attr]  # h11 takes the CR
-    assert isinstance(reader(spy), h11.EndOfMessage)
-    assert calls == ["line", "line", "lines"]
+def test_h11_connection_refuses_an_empty_line_before_a_request_line_and_a_lone_cr() -> None:
+    # H11Parser ignores one CRLF before a request-line itself (RFC 9112 §2.2), and waits on a
+    # lone CR; h11 refuses a second empty line, a bare LF one, and a CR not followed by LF.
+    for data in (
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\nGET / HTTP/1.1\r\n",
+        b"\r",
+        b"\rGET",
+    ):
+        conn = h11.Connection(h11.SERVER)
+        conn.receive_data(data)
+        with pytest.raises(h11.RemoteProtocolError) as info:
+            conn.next_event()
+        assert info.value.error_status_hint == 400
 
 
 @pytest.mark.parametrize(

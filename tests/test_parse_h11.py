@@ -1,5 +1,6 @@
-"""tophat's H11Parser (h11's readers without h11.Connection) gives the events h11.Connection
-gives, for the same bytes fed in the same pieces: a differential test.
+"""tophat's H11Parser (h11.Connection, one per request, with byte checks) gives the events of
+one h11.Connection, for the same bytes fed in the same pieces: a differential test. And its own
+refusals (the checks h11 does not make) do not depend on how the bytes are split.
 
 Requests are generated from a grammar of valid and broken pieces (request lines, fields,
 Content-Length and chunked bodies, pipelining, early end of input) and split at random points.
@@ -8,13 +9,15 @@ Two differences are intended. Ours ignores one empty line (CRLF) before a reques
 §2.2, a SHOULD), where h11 refuses it (and waits on a lone CR, which may start that line); the
 reference below does the same on top of h11.Connection. And ours refuses what llhttp refuses in
 the lines h11 delimits (bare LF line endings, obs-fold, chunk lines outside RFC 9112 §7.1's
-grammar, trailer fields the strict layer refuses): the generator below sends none of those, and
-tests/test_parse_hostile.py and tests/test_h11_leniency.py test them.
+grammar, trailer fields the strict layer refuses): the generator below sends none of those;
+test_refusals_do_not_depend_on_the_reads below, tests/test_parse_hostile.py and
+tests/test_h11_leniency.py test them.
 """
 
 from __future__ import annotations
 
 import h11
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +189,68 @@ def test_h11parser_events_equal_h11_connection_events(
     data: bytes, cuts: list[int], eof: bool
 ) -> None:
     assert _merge_data(_ours(data, cuts, eof)) == _merge_data(_theirs(data, cuts, eof))
+
+
+# -- our own refusals, however the bytes arrive ---------------------------------------------------
+
+POST = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+REFUSED = {
+    "bare-lf-in-head": b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",
+    "bare-lf-ending-head": b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+    "obs-fold-in-head": b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n",
+    "two-empty-lines": b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    "bare-lf-empty-line": b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    "size-ows": POST + b"3 \r\nabc\r\n0\r\n\r\n",
+    "bare-cr-in-ext": POST + b"3;x=1\rz\r\nabc\r\n0\r\n\r\n",
+    "second-chunk-line": POST + b"3\r\nabc\r\n2;=\r\nde\r\n0\r\n\r\n",
+    "last-chunk-line": POST + b"3\r\nabc\r\n0;a b\r\n\r\n",
+    "bare-lf-ending-trailers": POST + b"3\r\nabc\r\n0\r\n\n",
+    "bare-lf-in-trailers": POST + b"0\r\nX-T: 1\n\r\n",
+    "obs-fold-in-trailers": POST + b"0\r\nX-T: 1\r\n f\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("data", REFUSED.values(), ids=list(REFUSED))
+def test_refusals_do_not_depend_on_the_reads(data: bytes) -> None:
+    whole = _ours(data, [], False)
+    assert whole[-1] == "error"
+    for cut in range(1, len(data)):
+        assert _merge_data(_ours(data, [cut], False)) == _merge_data(whole), cut
+    assert _merge_data(_ours(data, list(range(len(data))), False)) == _merge_data(whole)
+
+
+@pytest.mark.parametrize("first", [b"", b"\r\n"], ids=["no-empty-line", "one-empty-line"])
+def test_pipelined_requests_are_read_from_what_the_last_one_left(first: bytes) -> None:
+    post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+    data = first + POST + b"1\r\nz\r\n0\r\nX-T: 1\r\n\r\n" + b"\r\n" + post + GET
+    parser = H11Parser(16 * 1024)
+    parser.feed(data)
+    head = parser.next_event()
+    assert isinstance(head, Head) and head.size == len(POST)
+    assert parser.next_event() == b"z"
+    end = parser.next_event()
+    assert isinstance(end, End) and end.trailers == [(b"x-t", b"1")]
+    assert parser.holds_next()
+    parser.next_cycle()
+    head = parser.next_event()
+    assert isinstance(head, Head) and head.method == b"POST"
+    assert parser.take_whole_body(3) == b"abc"
+    assert parser.holds_next()
+    parser.next_cycle()
+    head = parser.next_event()
+    assert isinstance(head, Head) and head.method == b"GET"
+    parser.end_without_content()
+    assert not parser.holds_next()
+    parser.next_cycle()
+    assert parser.next_event() is NEED_DATA and parser.buffered() == 0
+    parser.feed(b"\r")  # may start the one empty line: wait
+    assert parser.next_event() is NEED_DATA and parser.buffered() == 1
+    parser.feed(b"\nHEAD / HT")
+    assert parser.next_event() is NEED_DATA and parser.buffered() == 2 + 9
+    assert parser.head_pending()
+    parser.feed(b"")
+    with pytest.raises(ParseError):
+        parser.next_event()
+
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -1,13 +1,12 @@
-"""The h11 request parser (the reference): h11's readers over a receive buffer whose line
-splitting is held to what llhttp accepts (see ``H11Parser``)."""
+"""The h11 request parser (the reference): ``h11.Connection`` through its public API, plus byte
+checks that hold the lines h11 delimits to what llhttp accepts (see ``H11Parser``)."""
 
 from __future__ import annotations
 
 import re
+from typing import Final
 
 import h11
-from h11._readers import ChunkedReader, ContentLengthReader, maybe_read_from_IDLE_client
-from h11._receivebuffer import ReceiveBuffer
 
 from tophat.parsers.events import (
     CLOSED,
@@ -35,72 +34,71 @@ _CHUNK_LINE = re.compile(
     rb"[0-9A-Fa-f]+(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*\r\n"
 )
 
+# Where the parser is in a request (``_phase``).
+_HEAD: Final = 0  # reading a head (h11's client state IDLE)
+_CONTENT: Final = 1  # a Content-Length body (SEND_BODY)
+_CHUNKED: Final = 2  # a chunked body (SEND_BODY): its framing bytes are checked
+_ENDED: Final = 3  # the request ended; next_cycle() before the next one
 
-class _StrictBuffer(ReceiveBuffer):
-    """h11's receive buffer, refusing in the lines h11 delimits what llhttp refuses.
-
-    h11 ends a line at a bare LF, unfolds obs-fold and takes any chunk extension; llhttp answers
-    400 to all three, as RFC 9112 allows (§2.2: a recipient MAY accept a bare LF; §5.2: a server
-    MUST either reject obs-fold with 400 or replace it). Parsers that disagree about where a line
-    ends are how requests get smuggled (RFC 9112 §11.2), so h11 refuses them too. It records the
-    size of each field section it takes (the trailer section counts against the head limits).
-    """
-
-    section = 0  # bytes of the last field section (head or trailers) taken, CRLFs included
-
-    def maybe_extract_lines(self) -> list[bytearray] | None:
-        size = len(self._data)
-        lines = super().maybe_extract_lines()
-        if lines is None:
-            return None
-        size -= len(self._data)
-        self.section = size
-        # h11 split the section at LF and took one CR off the end of each line: every line
-        # ended in CRLF exactly when the section is its lines plus a CRLF each, plus the empty
-        # line's CRLF.
-        if size != sum(map(len, lines)) + 2 * len(lines) + 2:
-            raise h11.RemoteProtocolError("bare LF line ending", 400)
-        for line in lines:
-            if line[:1] in _FOLD:
-                raise h11.RemoteProtocolError("obsolete line folding", 400)
-        return lines
-
-    def maybe_extract_next_line(self) -> bytearray | None:
-        # (ChunkedReader's chunk-size lines are the only lines h11 takes one at a time.)
-        line = super().maybe_extract_next_line()
-        if line is not None and _CHUNK_LINE.fullmatch(line) is None:
-            raise h11.RemoteProtocolError(f"illegal chunk line: {bytes(line)!r}", 400)
-        return line
+_DATA = h11.Data
+_END = h11.EndOfMessage
 
 
-_FOLD = (b" ", b"\t")
+def _status(exc: h11.RemoteProtocolError) -> int:
+    # h11 answers 501 only for a Transfer-Encoding it refuses while reading the head (any
+    # coding but chunked, or two fields), dropping the codings: we cannot tell "gzip, chunked"
+    # (501, a SHOULD) from "chunked, gzip" (400, a MUST, RFC 9112 §6.3). 400 is right for the
+    # MUST. (tests/test_h11_leniency.py pins that 501 is only that.)
+    status = exc.error_status_hint
+    return 400 if status == 501 else status
+
+
+def _line_error(lines: bytes | bytearray) -> str | None:
+    """Why the lines of a field section (a head, or a trailer section, with its empty line)
+    that h11 delimited are refused, or None. Bytes are counted, not parsed again."""
+    # h11 ends a line at a bare LF too: every LF must be a CRLF's.
+    if lines.count(b"\n") != lines.count(b"\r\n"):
+        return "bare LF line ending"
+    # h11 unfolds obs-fold (a line starting with SP or HTAB; at a section's start it refuses it).
+    if b"\n " in lines or b"\n\t" in lines:
+        return "obsolete line folding"
+    return None
 
 
 class H11Parser:
-    """h11's parser without h11's connection state machine.
+    """h11's parser: one ``h11.Connection(h11.SERVER)`` per request, through its public API.
 
-    h11 parses with its readers (``h11._readers``: the request-line and header-field
-    grammar, Content-Length and chunked bodies) over its ``ReceiveBuffer``; ``h11.Connection``
-    adds a state machine for both peers on top. We never send through h11 (``_serialize``
-    writes responses) and keep the connection's HTTP state ourselves (``_connection``), so we
-    call the readers directly, as ``Connection.next_event`` does, and keep its checks (the
-    size of an incomplete event, end of input). The state machine cost ~5.7 µs per request
-    (``Connection()``, ``receive_data`` and ``next_event`` 12.8 µs vs 7.1 µs for the readers
-    on a one-field GET). These are h11 internals: pyproject pins h11's minor version and
-    ``tests/test_h11_leniency.py`` pins what we use, and checks our events against
-    ``h11.Connection``'s. The buffer is a :class:`_StrictBuffer`: what h11 accepts and llhttp
-    refuses in the lines h11 delimits is refused (docs/parsers.md).
+    h11 reads the request line, the header fields and the body framing; ``Connection`` refuses
+    what h11 refuses (with ``RemoteProtocolError.error_status_hint``) and bounds an incomplete
+    head. We never send through h11 (``tophat.http.serialize`` writes responses), so h11's side
+    of a connection never reaches DONE and ``start_next_cycle`` cannot be used: each request
+    gets a fresh ``Connection``, given what the last one held after its request
+    (``trailing_data``). That costs ~1 µs, less than sending a dummy response through h11 to
+    be allowed ``start_next_cycle`` (~9 µs), and an idle connection holds no parser state.
+
+    What h11 accepts and llhttp refuses in the lines h11 delimits is refused here too
+    (docs/parsers.md): a bare LF ending a line, obs-fold, chunk lines outside RFC 9112 §7.1, more
+    than one empty line before a request-line. Parsers that disagree about where a line ends
+    are how requests get smuggled (RFC 9112 §11.2), and RFC 9112 allows each refusal (§2.2: a
+    recipient MAY accept a bare LF; §5.2: a server MUST either reject obs-fold with 400 or
+    replace it). These are checks of bytes h11 already delimited, located with public state:
+    a head is the bytes fed until h11 returns its ``Request``, less ``trailing_data``; a
+    chunked body's framing is what each event consumed (``trailing_data`` before and after)
+    beyond the event's data. Nothing here decides on an exception's message.
     """
 
     __slots__ = (
-        "_buffer",
-        "_done",
+        "_conn",
+        "_crlf",
         "_eof",
         "_error",
         "_fields_left",
+        "_framing",
+        "_held",
         "_max",
         "_max_fields",
-        "_reader",
+        "_phase",
+        "_raw",
         "_room",
         "_skipped_empty_line",
     )
@@ -110,14 +108,21 @@ class H11Parser:
     def __init__(self, max_head_size: int, max_fields: int = DEFAULT_MAX_FIELDS) -> None:
         self._max = max_head_size
         self._max_fields = max_fields
-        # Made on a request's first byte, dropped between requests when empty: an idle
-        # keep-alive connection holds no parser state.
-        self._buffer: _StrictBuffer | None = None
-        self._reader: ContentLengthReader | ChunkedReader | None = None  # None: a head next
-        self._done = False  # the request ended; next_cycle() before the next one
+        # Made on a request's first byte, dropped between requests: an idle keep-alive
+        # connection holds no parser state.
+        self._conn: h11.Connection | None = None
+        self._phase = _HEAD
+        # In a head, the bytes h11 holds (or, without a Connection yet, will be given); in a
+        # chunked body, what it held after the last event plus what was fed since.
+        self._raw: bytes | bytearray = b""
+        self._held = 0  # in a body and after it: the bytes h11 holds (a count)
         self._eof = False
         self._error: ParseError | None = None  # once refused, always refused
         self._skipped_empty_line = False  # before this request's line (one is ignored)
+        # A chunked body: framing bytes consumed since the last data, and how many bytes of
+        # the CRLF after the last chunk's data are still to come at their start.
+        self._framing = b""
+        self._crlf = 0
         # What a chunked request's trailer section may still take of the head's limits.
         self._room = self._fields_left = 0
 
@@ -126,25 +131,38 @@ class H11Parser:
         return self._eof
 
     def feed(self, data: bytes) -> None:
+        conn = self._conn
         if not data:
             self._eof = True
+            if conn is not None:
+                conn.receive_data(b"")
             return
-        buf = self._buffer
-        if buf is None:
-            buf = self._buffer = _StrictBuffer()
-        buf.__iadd__(data)  # (+= would retype it as h11's ReceiveBuffer)
+        phase = self._phase
+        if phase in (_HEAD, _CHUNKED):
+            raw = self._raw
+            if not raw:
+                self._raw = data
+            else:
+                if type(raw) is bytes:
+                    raw = self._raw = bytearray(raw)  # a head in pieces: appends in O(1)
+                raw += data
+        if conn is not None:
+            conn.receive_data(data)
+            self._held += len(data)
 
     def buffered(self) -> int:
+        if self._phase != _HEAD:
+            return self._held
         # The empty line ignored before this request's line counts: bytes of the next request
         # were received, so its head timeout runs (and an idle one does not restart).
-        n = len(self._buffer) if self._buffer is not None else 0
+        n = len(self._raw)
         return n + 2 if self._skipped_empty_line else n
 
     def holds_next(self) -> bool:
-        return self._done and bool(self._buffer)
+        return self._phase == _ENDED and self._held > 0
 
     def head_pending(self) -> bool:
-        return self._buffer is not None and self._buffer._data.startswith(b"HEAD ")
+        return self._phase == _HEAD and self._raw[:5] == b"HEAD "
 
     def next_event(self) -> Event:
         if self._error is not None:
@@ -156,113 +174,186 @@ class H11Parser:
             raise
 
     def _next_event(self) -> Event:
-        if self._done:
-            raise RuntimeError("the request ended: call next_cycle() first")
-        buf = self._buffer
-        if buf is None:
-            return CLOSED if self._eof and self._reader is None else self._need_data(0)
-        try:
-            if self._reader is None:
-                return self._head(buf)
-            event = self._reader(buf)
-            if event is None:
-                if self._eof and not buf:
-                    self._reader.read_eof()  # raises: the body is incomplete
-                return self._need_data(len(buf))
-        except h11.ProtocolError as exc:
-            raise self._error_of(exc) from exc
-        if isinstance(event, h11.Data):
-            return bytes(event.data)
-        self._done = True
-        trailers = event.headers
-        if not trailers:
-            return END_NO_TRAILERS
-        # The trailer section counts against what the head left of its limits.
-        if buf.section > self._room or len(trailers) > self._fields_left:
-            raise ParseError(431, "Request header fields too large (trailers)")
-        return End([(name.lower(), value) for name, value in trailers.raw_items()])
+        phase = self._phase
+        if phase == _HEAD:
+            return self._head()
+        conn = self._conn
+        assert conn is not None
+        if phase == _CONTENT:
+            return self._content(conn)
+        if phase == _CHUNKED:
+            return self._chunked(conn)
+        raise RuntimeError("the request ended: call next_cycle() first")
 
-    def _head(self, buf: _StrictBuffer) -> Event:
-        before = len(buf)
-        # (h11 consumes the head's lines before it may refuse them: whether it is a HEAD
-        # request, whose refusal carries no content, is read first.)
-        head_request = self.head_pending()
-        try:
-            request = maybe_read_from_IDLE_client(buf)
-        except h11.ProtocolError as exc:
-            if self._skipped_empty_line:
-                raise self._error_of(exc, b"HEAD" if head_request else None) from exc
-            if str(exc) == "no request line received":
-                # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) before
-                # a request-line (as after a POST body from an old client). h11 consumed it;
-                # we ignore one per request, and refuse a second.
+    # -- the head ---------------------------------------------------------------------------
+
+    def _start(self) -> h11.Connection | None:
+        """A Connection for the request whose first bytes are ``_raw``, or None to wait."""
+        raw = self._raw
+        if raw[:1] == b"\r" and not self._skipped_empty_line:
+            # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) before a
+            # request-line (as after a POST body from an old client); h11 refuses it. We
+            # ignore one per request, and let h11 refuse a second. A lone CR may start it.
+            if len(raw) == 1:
+                if self._eof:
+                    raise ParseError(400, "incomplete empty line before a request")
+                return None
+            if raw[1:2] == b"\n":
                 self._skipped_empty_line = True
-                return self._next_event()
-            if buf._data == b"\r" and not self._eof:
-                return NEED_DATA  # (h11 refuses a lone CR at once: it may start that CRLF)
-            raise self._error_of(exc, b"HEAD" if head_request else None) from exc
-        if request is None:
-            if not buf and self._eof:
-                return CLOSED
-            return self._need_data(len(buf))
-        # raw_items() and lower(): twice as fast as iterating the Headers sequence.
-        fields = [(name.lower(), value) for name, value in request.headers.raw_items()]
-        size = before - len(buf)
-        self._reader = reader = _body_reader(fields)
-        if type(reader) is ChunkedReader:
-            self._room = self._max - size
-            self._fields_left = self._max_fields - len(fields)
-        return Head(request.method, request.target, request.http_version, fields, size)
-
-    def _need_data(self, buffered: int) -> Event:
-        # What h11.Connection.next_event checks when it has to wait for more input.
-        if buffered > self._max:
-            # 431 is for a head; the request line alone over the limit gets 414.
-            assert self._buffer is not None
-            status = 431 if b"\n" in bytes(self._buffer) or self._reader else 414
-            raise ParseError(status, "Receive buffer too long")
+                raw = self._raw = raw[2:]
+                if not raw:
+                    return None
+        conn = self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max)
+        conn.receive_data(bytes(raw))  # (no copy of bytes)
         if self._eof:
-            raise ParseError(400, "peer unexpectedly closed connection")
-        return NEED_DATA
+            conn.receive_data(b"")
+        return conn
 
-    def _error_of(self, exc: h11.ProtocolError, method: bytes | None = None) -> ParseError:
-        status = exc.error_status_hint
-        if status == 501 and "Transfer-Encoding" in str(exc):
-            # h11 refuses every coding but chunked while parsing the head, dropping the
-            # codings: we cannot tell "gzip, chunked" (501, a SHOULD) from "chunked, gzip"
-            # (400, a MUST, RFC 9112 §6.3). 400 is right for the MUST.
-            status = 400
-        return ParseError(status, str(exc), method)
+    def _head(self) -> Event:
+        conn = self._conn
+        if conn is None:
+            if not self._raw:
+                return CLOSED if self._eof else NEED_DATA
+            conn = self._start()
+            if conn is None:
+                if self._eof and not self._raw:
+                    return CLOSED  # (an empty line, then the end of input)
+                return NEED_DATA
+        raw = self._raw
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = _status(exc)
+            if status == 431:  # (h11's limit on an incomplete head: no method known, as before)
+                # 431 is for a head; the request line alone over the limit gets 414.
+                raise ParseError(414 if b"\n" not in raw else 431, str(exc)) from exc
+            raise ParseError(status, str(exc), self._method_hint()) from exc
+        if type(event) is not h11.Request:
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if type(event) is h11.ConnectionClosed:
+                return CLOSED
+            raise RuntimeError(f"h11 gave {event!r} for a request head")
+        rest = conn.trailing_data[0]
+        size = len(raw) - len(rest)
+        error = _line_error(raw[:size] if rest else raw)
+        if error is not None:
+            raise ParseError(400, error, self._method_hint())
+        # raw_items() and lower(): twice as fast as iterating the Headers sequence.
+        fields = [(name.lower(), value) for name, value in event.headers.raw_items()]
+        self._held = len(rest)
+        self._raw = b""
+        self._phase = _CONTENT
+        # h11's framing rule for requests (RFC 9112 §6.3): chunked when Transfer-Encoding says
+        # so (h11 refused any other coding), else Content-Length, else no content. The strict
+        # layer refuses both together.
+        for name, _ in fields:
+            if name == b"transfer-encoding":
+                self._phase = _CHUNKED
+                self._raw = rest
+                self._framing = b""
+                self._crlf = 0
+                self._room = self._max - size
+                self._fields_left = self._max_fields - len(fields)
+                break
+        return Head(event.method, event.target, event.http_version, fields, size)
+
+    def _method_hint(self) -> bytes | None:
+        # (The answer to a HEAD request carries no content, its refusal neither.)
+        return b"HEAD" if self._raw[:5] == b"HEAD " else None
+
+    # -- the body ---------------------------------------------------------------------------
+
+    def _content(self, conn: h11.Connection) -> Event:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ParseError(_status(exc), str(exc)) from exc
+        if type(event) is _DATA:
+            data = bytes(event.data)
+            self._held -= len(data)
+            return data
+        if type(event) is _END:
+            self._phase = _ENDED
+            return END_NO_TRAILERS
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        raise RuntimeError(f"h11 gave {event!r} in a body")
+
+    def _chunked(self, conn: h11.Connection) -> Event:
+        before = self._raw
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ParseError(_status(exc), str(exc)) from exc
+        rest = conn.trailing_data[0]
+        self._raw = rest
+        self._held = len(rest)
+        data = event.data if isinstance(event, h11.Data) else b""
+        # What h11 consumed ends with the event's data; the bytes before it are framing: the
+        # CRLF after the last chunk's data, a chunk line, at the end the trailer section.
+        taken = len(before) - len(rest) - len(data)
+        if taken:
+            self._framing += before[:taken]
+        framing = self._framing
+        if self._crlf and framing:  # (h11 checked that it is CRLF)
+            cut = min(self._crlf, len(framing))
+            framing = self._framing = framing[cut:]
+            self._crlf -= cut
+        if framing:
+            # A chunk line, which h11 takes whole and ends at the first CRLF.
+            end = framing.find(b"\r\n") + 2
+            if _CHUNK_LINE.fullmatch(framing, 0, end) is None:
+                raise ParseError(400, f"illegal chunk line: {bytes(framing[:end])!r}")
+        if isinstance(event, h11.Data):
+            self._framing = b""
+            self._crlf = 2 if event.chunk_end else 0
+            return bytes(data)
+        if isinstance(event, h11.EndOfMessage):
+            self._phase = _ENDED
+            section = framing[framing.find(b"\r\n") + 2 :]
+            error = _line_error(section)
+            if error is not None:
+                raise ParseError(400, error + " (trailers)")
+            trailers = event.headers
+            if not trailers:
+                return END_NO_TRAILERS
+            # The trailer section counts against what the head left of its limits.
+            if len(section) > self._room or len(trailers) > self._fields_left:
+                raise ParseError(431, "Request header fields too large (trailers)")
+            return End([(name.lower(), value) for name, value in trailers.raw_items()])
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        raise RuntimeError(f"h11 gave {event!r} in a chunked body")
+
+    # -- the end of a request ---------------------------------------------------------------
 
     def end_without_content(self) -> None:
-        self._done = True
+        # (h11's EndOfMessage, next, takes no bytes: the next cycle's Connection skips it.)
+        self._phase = _ENDED
 
     def take_whole_body(self, length: int) -> bytes | None:
-        buf, reader = self._buffer, self._reader
-        if buf is None or len(buf) < length or not isinstance(reader, ContentLengthReader):
+        conn = self._conn
+        if self._phase != _CONTENT or self._held < length or conn is None:
             return None
-        data = reader(buf)  # all of it: maybe_extract_at_most(length) has that much
-        if not isinstance(data, h11.Data) or not isinstance(reader(buf), h11.EndOfMessage):
+        # h11 gives at most what the body has left, and has all of it: one Data, the whole
+        # body. (Its EndOfMessage, next, takes no bytes: the next cycle's Connection skips it.)
+        try:
+            data = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise RuntimeError("h11 refused a whole body it had") from exc
+        if not isinstance(data, h11.Data) or len(data.data) != length:
             raise RuntimeError("h11 did not read a whole body it had")
-        self._done = True
+        self._held -= length
+        self._phase = _ENDED
         return bytes(data.data)
 
     def next_cycle(self) -> None:
-        self._reader = None
-        self._done = False
+        conn = self._conn
+        self._phase = _HEAD
         self._skipped_empty_line = False
-        if self._buffer is not None and not self._buffer:
-            self._buffer = None  # nothing pipelined: let the buffer go (idle memory)
-
-
-def _body_reader(fields: list[tuple[bytes, bytes]]) -> ContentLengthReader | ChunkedReader:
-    # h11's framing rule for requests (RFC 9112 §6.3): chunked when Transfer-Encoding says so
-    # (h11 refused any other coding), else Content-Length (h11 checked it and merged identical
-    # duplicates), else no content. The strict layer refuses both together.
-    length = 0
-    for name, value in fields:
-        if name == b"transfer-encoding":
-            return ChunkedReader()
-        if name == b"content-length":
-            length = int(value)
-    return ContentLengthReader(length)
+        self._conn = None
+        # What h11 holds after the request (pipelined bytes) starts the next one.
+        self._raw = conn.trailing_data[0] if conn is not None and self._held else b""
+        self._held = 0
+        self._framing = b""
