@@ -8,9 +8,17 @@ imports neither library at module level: trio is optional.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal, Protocol
 
-__all__ = ["current", "new_event"]
+__all__ = ["Event", "current", "new_event"]
+
+
+class Event(Protocol):
+    """A one-shot event: ``asyncio.Event`` and ``trio.Event`` both fit."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> object: ...
 
 
 def current() -> Literal["asyncio", "trio"]:
@@ -25,7 +33,7 @@ def current() -> Literal["asyncio", "trio"]:
     return "asyncio"
 
 
-def new_event() -> Any:
+def new_event() -> Event:
     """A one-shot event (``set()``, ``is_set()``, ``await wait()``) of the running library."""
     if current() == "asyncio":
         import asyncio

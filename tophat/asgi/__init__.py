@@ -24,21 +24,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from tophat.asgi.exchange import ClientDisconnected, _Exchange
+from tophat.asgi.exchange import ClientDisconnected, Exchange
+from tophat.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from tophat.http.endpoint import Endpoint
 from tophat.server.exchange import name_of as _name
 from tophat.server.opts import ServerOpts
 
 __all__ = ["ASGIApp", "ClientDisconnected", "Message", "Receive", "Scope", "Send", "to_asgi"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Hook = Callable[[], object]  # an async (or plain) callable run at startup or shutdown
 
 error_log = logging.getLogger("tophat.error")
@@ -100,7 +95,7 @@ class _App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await _Exchange(self, scope, receive, send).run()
+            await Exchange(self, scope, receive, send).run()
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":

@@ -3,8 +3,9 @@
 :class:`_Exchange` is the request body's source (pulled from ``receive()``, the body-size
 limit enforced as it arrives) and the response writer's sink (``http.response.start`` /
 ``http.response.body`` messages, a disconnect watcher beside a streamed body). Also
-:class:`ClientDisconnected`, which it raises. Used by :class:`tophat.asgi._App`; the public
-names are re-exported by :mod:`tophat.asgi`.
+:class:`ClientDisconnected`, which it raises. Run by the application ``tophat.asgi.to_asgi``
+builds; the public names are re-exported by :mod:`tophat.asgi`. Framing follows the table the
+native server follows (:mod:`tophat.http.framing`); the ASGI server frames streamed bodies.
 """
 
 from __future__ import annotations
@@ -14,26 +15,21 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from email.utils import formatdate
-from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
+from typing import NoReturn, TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
-from tophat._asynclib import current, new_event
+from tophat._asynclib import Event, current, new_event
+from tophat.asgi.types import AppConfig, Message, Receive, Scope, Send
 from tophat.glitch import Glitch
+from tophat.http.framing import SERVER_MANAGED, content_length, sends_content
 from tophat.http.headers import Headers
 from tophat.http.request import Request
 from tophat.http.writer import Response
-from tophat.server.exchange import EMPTY_STATUS as _EMPTY_STATUS
-from tophat.server.exchange import NO_CONTENT_STATUS as _NO_CONTENT_STATUS
-from tophat.server.exchange import RESET_CONTENT as _RESET_CONTENT
-from tophat.server.exchange import SERVER_MANAGED as _SERVER_MANAGED
 from tophat.server.exchange import Aborted as _Aborted
 from tophat.server.exchange import aclose as _aclose
 from tophat.server.exchange import next_piece as _next_piece
 from tophat.server.exchange import open_body, run_endpoint
 from tophat.server.stream import StreamClosed
-
-if TYPE_CHECKING:
-    from tophat.asgi import Message, Receive, Scope, Send, _App
 
 T = TypeVar("T")
 
@@ -55,12 +51,6 @@ class ClientDisconnected(StreamClosed):
     """
 
 
-class _Event(Protocol):
-    def set(self) -> None: ...
-    def is_set(self) -> bool: ...
-    async def wait(self) -> object: ...
-
-
 class _Disconnected:
     """``req.disconnected`` under ASGI: set once ``receive()`` said ``http.disconnect``.
 
@@ -70,7 +60,7 @@ class _Disconnected:
 
     __slots__ = ("_exchange",)
 
-    def __init__(self, exchange: _Exchange) -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
 
     def is_set(self) -> bool:
@@ -88,7 +78,7 @@ class _Disconnected:
                     exchange.disconnected = True
 
 
-class _Exchange:
+class Exchange:
     """One ``http`` scope: the request's body source and the response writer's sink."""
 
     __slots__ = (
@@ -109,14 +99,14 @@ class _Exchange:
 
     trailers: Headers | None = None  # ASGI delivers no request trailers
 
-    def __init__(self, app: _App, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, app: AppConfig, scope: Scope, receive: Receive, send: Send) -> None:
         self.app = app
         self._receive = receive
         self._send = send
         self._asyncio = current() == "asyncio"
         self._ahead: deque[bytes] = deque()  # body pieces received, not yet read
-        self._pulling: _Event | None = None  # set when the receive() in flight returns
-        self._taken: _Event | None = None  # set when the handler takes a piece read ahead
+        self._pulling: Event | None = None  # set when the receive() in flight returns
+        self._taken: Event | None = None  # set when the handler takes a piece read ahead
         self._too_large = False
         self.disconnected = False
         self.finished = False  # the last http.request message arrived
@@ -203,19 +193,16 @@ class _Exchange:
         headers: list[tuple[str, str]] = []
         close = self._too_large  # the rest of the body stays unread: close, as accept() does
         for lname, _, value in response.headers.fields():
-            if lname in _SERVER_MANAGED:
+            if lname in SERVER_MANAGED:
                 # A user "Connection: close" asks to close; other values are dropped.
                 close = close or (lname == "connection" and "close" in value.lower())
                 continue
             headers.append((lname, value))
         if self.app.date_header and "date" not in response.headers:
             headers.append(("date", formatdate(usegmt=True)))
-        # RFC 9110 §8.6: no Content-Length in a 204; a 304 carries no content either.
-        # RFC 9110 §15.3.6: a 205 is framed as empty, whatever its body (none is sent).
-        if response.status == _RESET_CONTENT:
-            headers.append(("content-length", "0"))
-        elif response.status not in _NO_CONTENT_STATUS and response.length is not None:
-            headers.append(("content-length", str(response.length)))
+        length = content_length(response.status, response.length)
+        if length is not None:
+            headers.append(("content-length", length))
         if close:
             headers.append(("connection", "close"))
         return headers
@@ -229,8 +216,7 @@ class _Exchange:
         if self.started:
             raise RuntimeError("a response was already sent on this request")
         status, body, length = response.status, response.body, response.length
-        # RFC 9110 §6.4.1: responses to HEAD, and 204, 205 and 304 responses, carry no content.
-        no_body = self.request.method == "HEAD" or status in _EMPTY_STATUS
+        no_body = not sends_content(self.request.method, status)
         pieces, first = await open_body(body, no_body)
         headers = self._head(response)
         self.started = True
@@ -358,7 +344,7 @@ class _Exchange:
         await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
 
-def _request(scope: Scope, body: _Exchange) -> Request:
+def _request(scope: Scope, body: Exchange) -> Request:
     """The Request for an ``http`` scope: target from raw_path (the server's root_path moved
     to ``req.root_path``, as a mounting router does), headers decoded as Latin-1."""
     path = _target_path(scope["path"], scope.get("raw_path"))
