@@ -36,6 +36,10 @@ ONE_PARSER_MODULES = {
     "test_static": "runs mypy and ruff",
     "test_cli": "checks arguments; parses no request",
     "test_h11_leniency": "pins what h11 itself accepts",
+    "test_parse_h11": "makes its H11Parser itself",
+    "test_asgi_spec": "calls the ASGI app directly: the ASGI server's parser is not ours",
+    "test_client_rfc": "the client against scripted servers: no tophat server parses",
+    "test_router_property": "calls the Router directly",
     "test_workers": "the server runs in child processes",
 }
 ONE_PARSER_TESTS = {
