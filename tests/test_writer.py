@@ -25,6 +25,7 @@ from tophat import (
     ServerOpts,
     ServerSentEvent,
 )
+from tophat.http.headers import Field
 from tophat.testing import TestClient, parse_responses
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -173,6 +174,22 @@ async def test_header_with_cr_lf_or_nul_is_refused_when_set_and_never_sent(
     assert len(errors) == 2
     assert b"injected" not in out
     assert masked(out) == b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ncontent-length: 0\r\n\r\n"
+
+
+def test_a_field_is_checked_once_when_built_and_set_as_it_is() -> None:
+    # Field is the validation point for fields set without a per-call check (CORS, Vary).
+    with pytest.raises(HeaderError):
+        Field("x-a", "v\r\nx-injected: 1")
+    with pytest.raises(HeaderError):
+        Field("x a", "v")
+    h = Headers([("X-A", "old"), ("x-b", "1"), ("x-a", "older")])
+    h.set_fields([Field("x-a", " new "), Field("X-C", "3")])
+    assert h.items() == [("x-a", "new"), ("x-b", "1"), ("X-C", "3")]
+    empty = Headers()
+    empty.set_fields([Field("x-a", "1")])
+    empty.add_field(Field("x-a", "2"))
+    assert empty.get_all("X-A") == ["1", "2"]
+    assert list(empty.fields()) == [("x-a", "x-a", "1"), ("x-a", "x-a", "2")]
 
 
 async def test_uncaught_header_error_becomes_500_without_the_header() -> None:

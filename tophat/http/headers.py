@@ -124,8 +124,6 @@ class Headers:
         h._raw = raw
         return h
 
-    _from_wire = from_wire  # (old name, still used by tophat.server.connection)
-
     @classmethod
     def from_sent(cls, fields: list[tuple[str, str]]) -> Headers:
         """The ``(name, value)`` fields of a response that went out (``ResponseWritten``).
@@ -139,7 +137,7 @@ class Headers:
     if not TYPE_CHECKING:  # (hidden from type checkers: no attribute should look valid)
 
         def __getattr__(self, name: str) -> list[tuple[str, str, str]]:
-            # Only called while ``_items`` is unset, i.e. for fields made by _from_wire.
+            # Only called while ``_items`` is unset, i.e. for fields made by from_wire.
             if name != "_items":
                 raise AttributeError(name)
             raw = object.__getattribute__(self, "_raw")

@@ -115,11 +115,15 @@ class ResponseWriter:
         """Whether ``send()`` was called (the response is on the wire, or failed on the way)."""
         return self._written is not None
 
-    def _run_before_send(self) -> None:
+    def run_before_send(self) -> None:
+        """Run the ``before_send`` hooks now, once (``send()`` does; so does the server before
+        it sends an error response in place of this writer's)."""
         hooks, self._before_send = self._before_send, None  # each hook runs once
         if hooks:
             for hook in reversed(hooks):
                 hook(self.response)
+
+    _run_before_send = run_before_send  # (old name, until tophat.server.exchange uses the new)
 
     # -- status and headers -------------------------------------------------------------------
 
@@ -212,7 +216,7 @@ class ResponseWriter:
             raise RuntimeError("send() was already called for this response")
         self._written = _PENDING  # a send() in progress: a second send() must fail too
         if self._before_send:
-            self._run_before_send()
+            self.run_before_send()
         status, headers, n = await self._sink.send_response(self.response)
         self._written = ResponseWritten(_TOKEN, status, headers, n)
         return self._written
