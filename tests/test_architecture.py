@@ -53,7 +53,6 @@ PRIVATE_DEPENDENCY_MODULES: dict[tuple[str, str], str] = {}
 
 #: (module, "_attribute"): another module's private attribute read or written here.
 PRIVATE_ATTRIBUTES: dict[tuple[str, str], str] = {
-    ("tophat.server.exchange", "_run_before_send"): "ResponseWriter's private hook",
 }
 
 #: Names with a leading underscore that are public API of the standard library.

@@ -123,7 +123,6 @@ class ResponseWriter:
             for hook in reversed(hooks):
                 hook(self.response)
 
-    _run_before_send = run_before_send  # (old name, until tophat.server.exchange uses the new)
 
     # -- status and headers -------------------------------------------------------------------
 

@@ -18,10 +18,6 @@ from tophat.http.request import Request
 from tophat.http.writer import Response, ResponseWriter
 
 __all__ = [
-    "EMPTY_STATUS",
-    "NO_CONTENT_STATUS",
-    "RESET_CONTENT",
-    "SERVER_MANAGED",
     "Aborted",
     "ExchangeSink",
     "Logged",
@@ -34,16 +30,6 @@ __all__ = [
 log = logging.getLogger("tophat.connection")
 error_log = logging.getLogger("tophat.error")
 
-# RFC 9110 §6.4.1 / §15.3.5 / §15.4.5: responses to HEAD, and 204 and 304 responses, never
-# carry content. RFC 9110 §8.6: no Content-Length in a 204 response.
-NO_CONTENT_STATUS = frozenset((204, 304))
-# RFC 9110 §15.3.6: a server MUST NOT generate content in a 205 response; unlike a 204 it is
-# framed (RFC 9112 §6.3), as empty: Content-Length: 0.
-RESET_CONTENT = 205
-EMPTY_STATUS = NO_CONTENT_STATUS | {RESET_CONTENT}  # whatever the body, none is sent
-# Framing is computed from the body, never taken from the user (RFC 9112 §6); the connection
-# header is ours too (a user "Connection: close" asks us to close; other values are dropped).
-SERVER_MANAGED = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
 
 
 class Aborted(Exception):
@@ -145,7 +131,7 @@ async def respond_with_glitch(sink: ExchangeSink, writer: ResponseWriter, glitch
     else:
         log.debug("glitch %s", glitch)
     try:
-        writer._run_before_send()
+        writer.run_before_send()
     except Exception:
         error_log.exception("a before_send hook failed while sending an error response")
     # Not writer.send(): the writer may already count as sent if its own send() failed before

@@ -13,9 +13,9 @@ import time
 from email.utils import formatdate
 
 from tophat.http import serialize
+from tophat.http.framing import NO_CONTENT_STATUS, SERVER_MANAGED, content_length
 from tophat.http.request import Request
 from tophat.http.writer import Response
-from tophat.server.exchange import NO_CONTENT_STATUS, RESET_CONTENT, SERVER_MANAGED
 
 __all__ = ["COALESCE", "LengthMismatch", "date", "log_access", "refusal", "response_fields"]
 
@@ -92,14 +92,13 @@ def response_fields(
     if not has_server and server_header:
         headers.append(("server", server_header))
     chunked = False
-    if status in NO_CONTENT_STATUS:
-        pass
-    elif status == RESET_CONTENT:
-        headers.append(("content-length", "0"))  # whatever the body: none is sent
-    elif response.length is not None:
-        headers.append(("content-length", str(response.length)))
+    length = content_length(status, response.length)  # (204/304: none; 205: "0")
+    if length is not None:
+        headers.append(("content-length", length))
+    elif status in NO_CONTENT_STATUS:
+        pass  # no framing at all
     elif request.version == "1.1":
-        chunked = True
+        chunked = True  # a streamed body of unknown length
     else:
         close = True  # RFC 9112 §6.3: an HTTP/1.0 client reads the body until the close
     # Where and how the framing and close headers go reproduces h11's serializer byte for

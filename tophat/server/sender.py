@@ -16,9 +16,10 @@ import logging
 from typing import Protocol, cast
 
 from tophat.http import serialize
+from tophat.http.framing import EMPTY_STATUS
 from tophat.http.request import Request
 from tophat.http.writer import Response
-from tophat.server.exchange import EMPTY_STATUS, Aborted, aclose, next_piece, open_body
+from tophat.server.exchange import Aborted, aclose, next_piece, open_body
 from tophat.server.opts import ServerOpts
 from tophat.server.respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
 from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
