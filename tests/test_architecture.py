@@ -52,8 +52,7 @@ PRIVATE_NAME_IMPORTS: dict[tuple[str, str], str] = {}
 PRIVATE_DEPENDENCY_MODULES: dict[tuple[str, str], str] = {}
 
 #: (module, "_attribute"): another module's private attribute read or written here.
-PRIVATE_ATTRIBUTES: dict[tuple[str, str], str] = {
-}
+PRIVATE_ATTRIBUTES: dict[tuple[str, str], str] = {}
 
 #: Names with a leading underscore that are public API of the standard library.
 PUBLIC_DESPITE_UNDERSCORE = frozenset(

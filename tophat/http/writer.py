@@ -123,7 +123,6 @@ class ResponseWriter:
             for hook in reversed(hooks):
                 hook(self.response)
 
-
     # -- status and headers -------------------------------------------------------------------
 
     def set_status(self, status: int) -> None:

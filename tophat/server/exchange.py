@@ -31,7 +31,6 @@ log = logging.getLogger("tophat.connection")
 error_log = logging.getLogger("tophat.error")
 
 
-
 class Aborted(Exception):
     """The response could not be completed (already logged); the connection must close."""
 
