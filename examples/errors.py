@@ -22,7 +22,7 @@ async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
     w.insert_header("x-app", "errors-example")
     parts = req.path.strip("/").split("/")
     if parts[0] == "users" and len(parts) == 2:
-        uid = call(400, "user id must be a number", int, parts[1])
+        uid = call(int, parts[1], status=400, message="user id must be a number", errors=ValueError)
         name = ok_or(USERS.get(uid), 404, "no such user")
         w.set_json({"id": uid, "name": name})
         return await w.send()

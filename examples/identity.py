@@ -58,7 +58,7 @@ async def logout(req: Request, w: ResponseWriter) -> ResponseWritten:
 
 @router.get("/hello")
 async def hello(req: Request, w: ResponseWriter) -> ResponseWritten:
-    user = Identity.user(req)
+    user = identity.authorized_user(req)
     w.set_text(f"hello, {user}" if user else "hello, stranger")
     return await w.send()
 
@@ -68,7 +68,7 @@ private = Router()
 
 @private.get("/")
 async def private_page(req: Request, w: ResponseWriter) -> ResponseWritten:
-    w.set_text(f"secret things for {Identity.user(req)}")
+    w.set_text(f"secret things for {identity.authorized_user(req)}")
     return await w.send()
 
 

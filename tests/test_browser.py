@@ -148,7 +148,7 @@ def api_endpoint(api: Api, page_origin: str, forget_unpartitioned: Identity) -> 
         return await w.send()
 
     async def me(req: Request, w: ResponseWriter) -> ResponseWritten:
-        user = Identity.user(req)
+        user = identity.authorized_user(req)
         if user is None:
             raise Glitch(401, "not logged in")
         w.set_text(user)

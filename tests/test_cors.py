@@ -497,7 +497,7 @@ def credentialed_api() -> Endpoint:
         return await w.send()
 
     async def me(req: Request, w: ResponseWriter) -> ResponseWritten:
-        w.set_text(f"you are {Identity.user(req)}")
+        w.set_text(f"you are {identity.authorized_user(req)}")
         return await w.send()
 
     router = Router()

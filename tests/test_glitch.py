@@ -6,6 +6,7 @@ masked) or the parsed response out; logs checked with ``caplog``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -290,7 +291,8 @@ async def test_catching_works_as_a_decorator() -> None:
 
 async def test_call_returns_the_value_or_raises_a_glitch() -> None:
     async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
-        n = call(400, "id must be a number", int, req.query.get("id", ""), base=16)
+        hex_int = functools.partial(int, base=16)
+        n = call(hex_int, req.query.get("id", ""), status=400, message="id must be a number")
         w.set_text(str(n))
         return await w.send()
 
@@ -300,6 +302,31 @@ async def test_call_returns_the_value_or_raises_a_glitch() -> None:
     assert [(r.status, r.text) for r in parse_responses(out)] == [
         (200, "255"),
         (400, "id must be a number"),
+    ]
+
+
+async def test_call_turns_only_the_named_errors_into_the_glitch() -> None:
+    """A bug (here a TypeError) is not the client's fault: with ``errors=`` it stays a 500."""
+
+    def parse(raw: str) -> int:
+        if raw == "bug":
+            raise TypeError("a bug in parse")
+        return int(raw)
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        n = call(parse, req.query.get("id", ""), status=400, message="bad id", errors=ValueError)
+        w.set_text(str(n))
+        return await w.send()
+
+    out = await TestClient(endpoint).raw(
+        b"GET /?id=7 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /?id=x HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /?id=bug HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert [(r.status, r.text) for r in parse_responses(out)] == [
+        (200, "7"),
+        (400, "bad id"),
+        (500, "Internal Server Error"),
     ]
 
 

@@ -84,12 +84,12 @@ class Site:
         return await w.send()
 
     async def who(self, req: Request, w: ResponseWriter) -> ResponseWritten:
-        w.set_text(Identity.user(req) or "anonymous")
+        w.set_text(self.identity.authorized_user(req) or "anonymous")
         return await w.send()
 
     async def private(self, req: Request, w: ResponseWriter) -> ResponseWritten:
         self.private_calls += 1
-        w.set_text(f"private for {Identity.user(req)}")
+        w.set_text(f"private for {self.identity.authorized_user(req)}")
         return await w.send()
 
     async def cookie_value(self, user: str = "ada") -> str:
@@ -197,12 +197,12 @@ async def test_authorized_user_reads_the_cookie_without_the_middleware() -> None
     seen: list[tuple[str | None, str | None]] = []
 
     async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
-        seen.append((ident.authorized_user(req), Identity.user(req)))
+        # Read twice: the second read is the first's, cached on the request.
+        seen.append((ident.authorized_user(req), ident.authorized_user(req)))
         return await w.send()
 
     await TestClient(endpoint).get("/", headers={"cookie": f"auth={value}"})
     await TestClient(endpoint).get("/")
-    # Identity.user is what the *middleware* found; without it, only authorized_user knows.
     assert seen == [("ada", "ada"), (None, None)]
 
 
@@ -474,7 +474,7 @@ async def test_vary_cookie_survives_an_endpoint_that_sets_its_own_vary() -> None
 
     async def negotiated(req: Request, w: ResponseWriter) -> ResponseWritten:
         w.insert_header("Vary", "Accept-Language")
-        w.set_text(Identity.user(req) or "anonymous")
+        w.set_text(ident.authorized_user(req) or "anonymous")
         return await w.send()
 
     resp = await TestClient(chain(ident.middleware)(negotiated)).get("/")

@@ -87,11 +87,11 @@ async def test_untouched_writer_sends_200_with_empty_body() -> None:
     [
         ("set_status", 201, b"HTTP/1.1 201 Created\r\n"),
         ("set_status", 404, b"HTTP/1.1 404 Not Found\r\n"),
-        ("set_code", 202, b"HTTP/1.1 202 Accepted\r\n"),
-        ("set_code", 503, b"HTTP/1.1 503 Service Unavailable\r\n"),
+        ("set_status", 202, b"HTTP/1.1 202 Accepted\r\n"),
+        ("set_status", 503, b"HTTP/1.1 503 Service Unavailable\r\n"),
     ],
 )
-async def test_set_status_and_set_code_set_the_status_line(
+async def test_set_status_sets_the_status_line(
     setter: str, status: int, status_line: bytes
 ) -> None:
     out = await serve(lambda req, w: getattr(w, setter)(status))

@@ -5,12 +5,14 @@ Raise a :class:`Glitch` from an endpoint and the server answers with its status,
 headers, for instance). The cause's text reaches the client only with
 ``ServerOpts(verbose_glitch=True)``; otherwise it is only logged.
 
-The helpers chain onto values the way the Rust crate's ``GlitchExt`` does::
+The helpers chain onto values the way the Rust crate's ``GlitchExt`` does. One style for all:
+what is checked first, then ``status`` and ``message`` (positional or keyword), then
+``errors=`` (which exceptions become the Glitch; others propagate as bugs)::
 
-    user = ok_or(users.get(uid), 404, "no such user")          # None -> 404
-    n = call(400, "id must be a number", int, raw)              # ValueError -> 400
-    row = await awaiting(db.fetch(uid), status=503, message="database unavailable")
-    with catching(400, "invalid JSON"):
+    user = ok_or(users.get(uid), 404, "no such user")                  # None -> 404
+    n = call(int, raw, status=400, message="id must be a number", errors=ValueError)
+    row = await awaiting(db.fetch(uid), 503, "database unavailable", errors=OSError)
+    with catching(400, "invalid JSON", errors=ValueError):
         payload = json.loads(raw)
 """
 
@@ -20,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TypeVar
 
-from typing_extensions import ParamSpec
+from typing_extensions import TypeVarTuple, Unpack
 
 from tophat.http.headers import Headers
 from tophat.http.status import reason_phrase
@@ -28,7 +30,7 @@ from tophat.http.status import reason_phrase
 __all__ = ["Glitch", "awaiting", "call", "catching", "ok_or", "reason_phrase"]
 
 T = TypeVar("T")
-P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
 
 
 class Glitch(Exception):
@@ -173,22 +175,31 @@ def catching(
 
 
 def call(
-    status: int, message: str | None, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    fn: Callable[[Unpack[Ts]], T],
+    /,
+    *args: Unpack[Ts],
+    status: int = 500,
+    message: str | None = None,
+    errors: _Errors = Exception,
 ) -> T:
-    """Return ``fn(*args, **kwargs)``; an exception it raises becomes ``Glitch(status, message)``.
+    """Return ``fn(*args)``; ``errors`` it raises become ``Glitch(status, message)``.
 
-    >>> call(400, "id must be a number", int, "42")
+    Name the errors you expect (``errors=ValueError``): with the default, a ``TypeError`` from a
+    bug would become the client's fault too. Keyword arguments for ``fn``: wrap it in
+    ``functools.partial``.
+
+    >>> call(int, "42", status=400, message="id must be a number", errors=ValueError)
     42
     """
-    with catching(status, message):
-        return fn(*args, **kwargs)
+    with catching(status, message, errors=errors):
+        return fn(*args)
 
 
 async def awaiting(
     aw: Awaitable[T],
-    *,
     status: int = 500,
     message: str | None = None,
+    *,
     errors: _Errors = Exception,
 ) -> T:
     """Await ``aw``; an exception it raises becomes ``Glitch(status, message)``."""

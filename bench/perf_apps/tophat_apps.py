@@ -67,7 +67,7 @@ router50 = _routes(ROUTES)
 
 
 async def whoami(req: Request, w: ResponseWriter) -> ResponseWritten:
-    w.set_text(Identity.user(req) or "anonymous")
+    w.set_text(identity.authorized_user(req) or "anonymous")
     return await w.send()
 
 

@@ -131,8 +131,6 @@ class ResponseWriter:
             raise ValueError(f"status must be an int in 200-599, got {status!r}")
         self.response.status = int(status)
 
-    set_code = set_status  # the Rust crate's name
-
     def insert_header(self, name: str, value: str) -> None:
         """Set a header, replacing any values it had.
 

@@ -11,7 +11,7 @@
         identity.set_auth_token("ada", w)
         ...
     async def hello(req, w):
-        user = Identity.user(req)           # set by identity.middleware; None when anonymous
+        user = identity.authorized_user(req)  # None when anonymous (read once per request)
 
 Secure by default: ``HttpOnly``, ``Secure``, ``SameSite=Lax``. Expiry is enforced on the server
 from the signed timestamp, whatever the browser sends back; a tampered, truncated, expired or
@@ -335,17 +335,12 @@ class Identity:
         user: str | None = req.ext[USER_KEY]
         return user
 
-    @staticmethod
-    def user(req: Request) -> str | None:
-        """The user ``Identity.middleware`` found on this request (None when anonymous)."""
-        user: str | None = req.ext.get(USER_KEY)
-        return user
-
     # -- middleware ---------------------------------------------------------------------------
 
     @property
     def middleware(self) -> Middleware:
-        """Reads the identity for every request: ``Identity.user(req)`` in endpoints.
+        """Reads the identity for every request: ``identity.authorized_user(req)`` in
+        endpoints then costs nothing more.
 
         Adds ``Vary: Cookie`` (the response depends on who asks) and, with ``rolling``,
         re-issues an ageing cookie.
