@@ -48,7 +48,8 @@ def _status(exc: h11.RemoteProtocolError) -> int:
     # h11 answers 501 only for a Transfer-Encoding it refuses while reading the head (any
     # coding but chunked, or two fields), dropping the codings: we cannot tell "gzip, chunked"
     # (501, a SHOULD) from "chunked, gzip" (400, a MUST, RFC 9112 §6.3). 400 is right for the
-    # MUST. (tests/test_h11_leniency.py pins that 501 is only that.)
+    # MUST. (tests/test_h11_leniency.py pins both 501s; were a later h11 to give 501 for
+    # something else, 400 still refuses it.)
     status = exc.error_status_hint
     return 400 if status == 501 else status
 
