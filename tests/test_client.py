@@ -459,14 +459,17 @@ async def test_text_uses_the_charset_and_json_parses() -> None:
         b"content-length: 4\r\n\r\ncaf\xe9"
     )
     resp = await conn.request("GET", "/")
-    assert await resp.text() == "café"
+    with pytest.raises(ClientError, match="not read yet"):
+        resp.text  # noqa: B018 - the property raises
+    await resp.body()
+    assert resp.text == "café"
     assert [piece async for piece in resp.stream()] == [b"caf\xe9"]  # kept: read again
     # (Sent after the first response was read: bytes after a response are never the next.)
     await server.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n[1,true]")
     resp = await conn.request("GET", "/")
     assert [piece async for piece in resp.stream()] == [b"[1,true]"]
     with pytest.raises(ClientError, match="already streamed"):
-        await resp.json()
+        await resp.body()
 
 
 async def test_text_falls_back_to_utf8_for_an_unknown_charset() -> None:
@@ -478,7 +481,8 @@ async def test_text_falls_back_to_utf8_for_an_unknown_charset() -> None:
         b"content-length: 5\r\n\r\ncaf\xc3\xa9"
     )
     resp = await conn.request("GET", "/")
-    assert await resp.text() == "café"
+    await resp.body()
+    assert resp.text == "café"
 
 
 class TimingOut:
@@ -543,7 +547,7 @@ async def test_keep_alive_against_accept_in_memory() -> None:
 async def test_get_and_post_fixed_bodies() -> None:
     async with serving() as port, Client(f"http://{HOST}:{port}", timeout=BOUND) as c:
         resp = await c.get("/hello")
-        assert (resp.status, await resp.text()) == (200, "hello")
+        assert (resp.status, resp.text) == (200, "hello")
         assert resp.headers["content-type"] == "text/plain; charset=utf-8"
         resp = await c.post("/echo", body=b"x" * 100_000)
         assert (resp.status, resp.headers["x-framing"], len(await resp.body())) == (
@@ -552,8 +556,8 @@ async def test_get_and_post_fixed_bodies() -> None:
             100_000,
         )
         resp = await c.post("/json", json={"a": [1, 2]})
-        assert await resp.json() == {"got": {"a": [1, 2]}, "ok": True}
-        assert await (await c.get("/latin")).text() == "café"
+        assert resp.json() == {"got": {"a": [1, 2]}, "ok": True}
+        assert (await c.get("/latin")).text == "café"
 
 
 async def test_chunked_upload_and_streamed_chunked_download() -> None:
@@ -575,22 +579,22 @@ async def test_chunked_upload_and_streamed_chunked_download() -> None:
 
 async def test_absolute_urls_need_no_base_url() -> None:
     async with serving() as port, Client(timeout=BOUND) as c:
-        assert await (await c.get(f"http://{HOST}:{port}/hello?x=1")).text() == "hello"
+        assert (await c.get(f"http://{HOST}:{port}/hello?x=1")).text == "hello"
         with pytest.raises(ValueError, match="no base_url"):
             await c.get("/hello")
 
 
 async def test_keep_alive_serves_three_requests_on_one_connection() -> None:
     async with serving() as port, Client(host=HOST, port=port, timeout=BOUND) as c:
-        ports = {await (await c.get("/port")).text() for _ in range(3)}
+        ports = {(await c.get("/port")).text for _ in range(3)}
         assert len(ports) == 1
 
 
 async def test_connection_close_from_the_server_makes_the_client_reconnect() -> None:
     async with serving() as port, Client(f"http://{HOST}:{port}", timeout=BOUND) as c:
-        ports = [await (await c.get("/close")).text() for _ in range(3)]
+        ports = [(await c.get("/close")).text for _ in range(3)]
         assert len(set(ports)) == 3  # each response closed its connection
-        assert await (await c.get("/hello")).text() == "hello"
+        assert (await c.get("/hello")).text == "hello"
 
 
 def answer_once_then_close(conn: socket.socket, stop: threading.Event) -> None:
@@ -619,7 +623,7 @@ async def test_an_idle_connection_the_server_closed_is_replaced(
     with RawServer(answer_once_then_close) as server:
         async with Client(f"http://{HOST}:{server.port}", timeout=BOUND) as c:
             for _ in range(3):
-                assert await (await c.get("/")).text() == "hello"
+                assert (await c.get("/")).text == "hello"
                 await anyio.sleep(0.05)  # let the server's close arrive
         assert server.connections == 3
     assert calls == (3 if notice == "seen-idle" else 5)  # two failed tries on a dead connection
@@ -632,11 +636,11 @@ async def test_a_post_is_not_retried_on_a_closed_idle_connection(
     monkeypatch.setattr(ClientConnection, "peer_closed", lambda self: False)
     with RawServer(answer_once_then_close) as server:
         async with Client(f"http://{HOST}:{server.port}", timeout=BOUND) as c:
-            assert await (await c.get("/")).text() == "hello"
+            assert (await c.get("/")).text == "hello"
             await anyio.sleep(0.05)
             with pytest.raises(ClientConnectionError):
                 await c.post("/", body=b"once")
-            assert await (await c.get("/")).text() == "hello"  # a fresh connection again
+            assert (await c.get("/")).text == "hello"  # a fresh connection again
         assert server.connections == 2
 
 
@@ -687,7 +691,7 @@ async def test_client_host_may_be_an_ipv6_address() -> None:
         pytest.skip("no IPv6 loopback")
     with server:
         async with Client(host="::1", port=server.port, timeout=BOUND) as c:
-            assert await (await c.get("/")).text() == "hello"
+            assert (await c.get("/")).text == "hello"
     assert f"\r\nhost: [::1]:{server.port}\r\n".encode() in heads[0].lower()
 
 
@@ -697,7 +701,7 @@ async def test_head_and_204_against_the_server() -> None:
         assert (head.status, head.headers["content-length"], await head.body()) == (200, "5", b"")
         empty = await c.get("/empty")
         assert (empty.status, await empty.body()) == (204, b"")
-        ports = {await (await c.get("/port")).text() for _ in range(2)}
+        ports = {(await c.get("/port")).text for _ in range(2)}
         assert len(ports) == 1
 
 

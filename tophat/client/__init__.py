@@ -8,7 +8,7 @@ there and raises :class:`ClientTimeout`. :class:`Client` keeps one idle connecti
 
     async with Client("http://127.0.0.1:8000") as client:
         resp = await client.get("/hello")
-        assert resp.status == 200 and await resp.text() == "hello"
+        assert resp.status == 200 and resp.text == "hello"
         async with client.stream("GET", "/big") as resp:
             async for chunk in resp.stream():
                 ...

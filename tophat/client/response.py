@@ -106,13 +106,22 @@ class ClientResponse:
         self._streamed = True
         return _Chunks(self, None)
 
-    async def text(self) -> str:
-        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given, or
-        one Python does not know), as ``Request.text()``."""
-        return (await self.body()).decode(charset(self.headers.get("content-type")), "replace")
+    @property
+    def text(self) -> str:
+        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given, or one
+        Python does not know), read as ``TestResponse.text`` is. The body must have been read:
+        ``Client.get()`` and the other one-shot methods do; after ``conn.request()`` or inside
+        ``Client.stream()``, ``await resp.body()`` first."""
+        return self._read().decode(charset(self.headers.get("content-type")), "replace")
 
-    async def json(self) -> Any:
-        return _json.loads(await self.body())
+    def json(self) -> Any:
+        """The body parsed as JSON (read first, as for :attr:`text`)."""
+        return _json.loads(self._read())
+
+    def _read(self) -> bytes:
+        if self._body is None:
+            raise ClientError("the response body is not read yet: await resp.body() first")
+        return self._body
 
     async def aclose(self) -> None:
         """Done with this response: keep the connection if the rest is already here, else close.
