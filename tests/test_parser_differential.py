@@ -533,6 +533,8 @@ CL = b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\n"
 @example(reqs=[built(TE + b"0\r\n\n")])
 @example(reqs=[built(TE.replace(b"chunked", b",chunked") + b"0\r\n\r\n")])
 @example(reqs=[built(TE + b"0\r\nX-T: a\x01b\r\n\r\n"), built(GET)])
+# httptools judged a refused version by the read's first request-line, not the current one's.
+@example(reqs=[built(GET), built(b"GET / HTTP/1.2\nHost: example.com\r\n\r\n", "version-split")])
 async def test_both_parsers_serve_the_same_requests_or_refuse_the_same_one(
     reqs: list[Built],
 ) -> None:

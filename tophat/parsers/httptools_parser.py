@@ -304,7 +304,7 @@ class HttptoolsParser:
                 self._fail(ParseError(400, "request refused", self._method()))
             return None
         except httptools.HttpParserError as exc:
-            line = self._line + data[base:] if self._in_message else data[base:]
+            line = self._request_line(data, base)
             if str(exc) == _BAD_VERSION:
                 self._decide(line)
             else:
@@ -352,6 +352,16 @@ class HttptoolsParser:
                 self._fail(ParseError(400, "more than one empty line"))
                 return
             self._gap = gap
+
+    def _request_line(self, data: bytes, base: int) -> bytes:
+        """The current request's bytes from its start (its line may have begun in an earlier
+        read; a request before it in this read is not part of it)."""
+        start = self._start
+        if not self._in_message or start == -1:
+            return data[base:]
+        if start is None:
+            return self._line + data[base:]
+        return data[start:]
 
     def _decide(self, line: bytes) -> None:
         """A refused version: 505 or 400 once the request-line ended (bounded by the head's
