@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-__all__ = ["Event", "current", "new_event"]
+__all__ = ["Event", "MissingExtra", "current", "new_event"]
+
+
+class MissingExtra(RuntimeError):
+    """An optional async library (uvloop, trio) was asked for and is not installed; the message
+    names the extra to install. (Here, below the runtimes and the client, which both raise it.)"""
 
 
 class Event(Protocol):

@@ -12,6 +12,7 @@ import select
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from tophat._asynclib import MissingExtra
 from tophat.client.errors import (
     ClientConnectionError,
     ClientError,
@@ -169,8 +170,6 @@ class TrioStream:
         try:
             import trio
         except ImportError:
-            from tophat.runtime.serve import MissingExtra
-
             raise MissingExtra(
                 "the client on trio needs trio: pip install 'tophat[trio]'"
             ) from None

@@ -15,6 +15,7 @@ import socket
 from ssl import SSLContext
 from typing import Any, Literal
 
+from tophat._asynclib import MissingExtra
 from tophat.http.endpoint import Endpoint
 from tophat.server.opts import ServerOpts
 
@@ -22,10 +23,6 @@ __all__ = ["RUNTIMES", "MissingExtra", "Runtime", "check_runtime", "run_one", "s
 
 Runtime = Literal["asyncio", "uvloop", "trio"]
 RUNTIMES: tuple[Runtime, ...] = ("asyncio", "uvloop", "trio")
-
-
-class MissingExtra(RuntimeError):
-    """A runtime was asked for whose optional dependency is not installed."""
 
 
 def _import_uvloop() -> Any:
