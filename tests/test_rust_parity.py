@@ -408,7 +408,7 @@ def context_no_message() -> None:
 
 def context() -> None:
     # err.glitch_ctx(500, "custom error")?
-    call(500, "custom error", int, "one")
+    call(int, "one", status=500, message="custom error")
 
 
 def context_lazy() -> None:
