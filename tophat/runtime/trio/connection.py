@@ -279,14 +279,21 @@ class Conn:
         self._broken = True  # the client stopped reading: close without lingering
         raise StreamTimeout("write")
 
-    async def aclose(self) -> None:
-        """Close gracefully: half-close, discard input for a while (see LINGER), close."""
+    async def _close_begins(self) -> bool:
+        """What every close does first (plain and TLS): free the place, stop the watcher;
+        False when the connection is closed already."""
         self._pool.release(self)
         if self._watch_done is not None:
             await self._stop_watching()
         if self._closed:
-            return
+            return False
         self._closing = True
+        return True
+
+    async def aclose(self) -> None:
+        """Close gracefully: half-close, discard input for a while (see LINGER), close."""
+        if not await self._close_begins():
+            return
         if not (self._eof or self._broken or self._pool.cut):
             with trio.move_on_after(LINGER) as scope:
                 self.linger_scope = scope

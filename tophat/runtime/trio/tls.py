@@ -115,12 +115,8 @@ class TLSConn(Conn):
 
     async def aclose(self) -> None:
         """close_notify, then the same staged close as plain TCP (see _StagedClose)."""
-        self._pool.release(self)
-        if self._watch_done is not None:
-            await self._stop_watching()
-        if self._closed:
+        if not await self._close_begins():
             return
-        self._closing = True
         self._transport.linger = not (self._eof or self._broken or self._pool.cut)
         await self.close_now()
 
