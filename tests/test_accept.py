@@ -1,7 +1,7 @@
 """accept() on the wire: connection reuse, request bodies, request fields, and the strict layer.
 
 Raw request bytes in (one piece, or several pieces delivered one read each) through
-``tophat.testing.TestClient``; the exact bytes the server wrote, or their parse, out.
+``tophat.testing.AsyncTestClient``; the exact bytes the server wrote, or their parse, out.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts
-from tophat.testing import TestClient, TestResponse, parse_responses
+from tophat.testing import AsyncTestClient, TestResponse, parse_responses
 
 FOLLOW_UP = b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -67,7 +67,7 @@ async def exchange(
     request: bytes | list[bytes], opts: ServerOpts | None = None, *, read_body: bool = False
 ) -> tuple[bytes, Recorder]:
     recorder = Recorder(read_body)
-    out = await TestClient(recorder, opts).raw(request)
+    out = await AsyncTestClient(recorder, opts).raw(request)
     return out, recorder
 
 
@@ -199,8 +199,8 @@ async def test_body_returns_the_whole_body_every_time() -> None:
         return await w.send()
 
     request = post(b"hello world")
-    await TestClient(endpoint).raw([request[:-11], request[-11:-5], request[-5:]])
-    await TestClient(endpoint).raw(get())
+    await AsyncTestClient(endpoint).raw([request[:-11], request[-11:-5], request[-5:]])
+    await AsyncTestClient(endpoint).raw(get())
     assert bodies == [b"hello world", b"hello world", b"", b""]
 
 
@@ -222,7 +222,7 @@ async def test_text_decodes_with_the_content_type_charset(
         texts.append(await req.text())
         return await w.send()
 
-    await TestClient(endpoint).raw(post(body, b"/", b"Content-Type: " + content_type))
+    await AsyncTestClient(endpoint).raw(post(body, b"/", b"Content-Type: " + content_type))
     assert texts == [text]
 
 
@@ -233,7 +233,7 @@ async def test_json_parses_the_body() -> None:
         values.append(await req.json())
         return await w.send()
 
-    await TestClient(endpoint).raw(post(json.dumps({"a": [1, 2], "é": None}).encode()))
+    await AsyncTestClient(endpoint).raw(post(json.dumps({"a": [1, 2], "é": None}).encode()))
     assert values == [{"a": [1, 2], "é": None}]
 
 
@@ -246,7 +246,7 @@ async def test_stream_yields_the_body_piece_by_piece_as_it_arrives() -> None:
         return await w.send()
 
     head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n"
-    out = await TestClient(endpoint).raw([head, b"ab", b"cd", b"ef"])
+    out = await AsyncTestClient(endpoint).raw([head, b"ab", b"cd", b"ef"])
     assert chunks == [b"ab", b"cd", b"ef"]
     assert parse_responses(out, ["POST"])[0].status == 200
 
@@ -270,7 +270,7 @@ async def test_request_trailers_are_available_after_the_body_and_not_merged() ->
         seen.append("expires" in req.headers)
         return await w.send()
 
-    await TestClient(endpoint).raw(
+    await AsyncTestClient(endpoint).raw(
         chunked(b"/", b"5\r\nhello\r\n0\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n")
     )
     assert seen == [None, b"hello", "Wed, 21 Oct 2015 07:28:00 GMT", False]

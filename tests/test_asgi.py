@@ -47,7 +47,7 @@ from servers import Runtime
 
 from tophat import Glitch, Request, ResponseWriter, ResponseWritten, ServerOpts, StreamClosed
 from tophat.asgi import ClientDisconnected, Message, to_asgi
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -901,7 +901,7 @@ PARITY = {
 @pytest.mark.parametrize("case", PARITY)
 async def test_the_same_answer_as_tophat_accept(case: str) -> None:
     path = PARITY[case]
-    native = await TestClient(router).get(path, headers={"host": "testserver"})
+    native = await AsyncTestClient(router).get(path, headers={"host": "testserver"})
     raw_path, _, query = path.partition("?")
     sent = await call(make_app(), http_scope("GET", raw_path, query=query.encode()), Peer())
     body = b"".join(m.get("body", b"") for m in sent[1:])

@@ -15,7 +15,7 @@ from tophat.middleware import chain
 from tophat.middleware.cors import cors
 from tophat.middleware.identity import Identity
 from tophat.router import Router
-from tophat.testing import TestClient, TestResponse
+from tophat.testing import AsyncTestClient, TestResponse
 
 APP = "https://app.example"
 DEV = "http://localhost:3000"
@@ -70,7 +70,7 @@ class Api:
     async def request(
         self, method: str, path: str, headers: dict[str, str] | None = None
     ) -> TestResponse:
-        return await TestClient(self.app).request(method, path, headers=headers or {})
+        return await AsyncTestClient(self.app).request(method, path, headers=headers or {})
 
     async def preflight(
         self,
@@ -176,7 +176,7 @@ async def test_vary_preset_by_an_outer_middleware_is_merged_with_origin() -> Non
 
     api = Api(**CONFIG)
     app = chain(compress)(api.app)
-    resp = await TestClient(app).get("/items", headers={"origin": APP})
+    resp = await AsyncTestClient(app).get("/items", headers={"origin": APP})
     assert resp.headers.get_all("vary") == ["Accept-Encoding, Origin"]
 
 
@@ -185,7 +185,7 @@ async def test_vary_appended_by_the_endpoint_is_kept_with_origin() -> None:
         w.append_header("Vary", "Accept-Language")
         return await w.send()
 
-    resp = await TestClient(chain(cors(**CONFIG))(endpoint)).get("/", headers={"origin": APP})
+    resp = await AsyncTestClient(chain(cors(**CONFIG))(endpoint)).get("/", headers={"origin": APP})
     assert {"origin", "accept-language"} <= set(vary(resp))
 
 
@@ -432,7 +432,7 @@ def test_other_malformed_configurations_are_refused(kwargs: dict[str, Any], mess
 
 
 async def test_cors_example_lets_the_app_read_items_and_the_total() -> None:
-    resp = await TestClient(cors_example.app).get("/items", headers={"origin": APP})
+    resp = await AsyncTestClient(cors_example.app).get("/items", headers={"origin": APP})
     assert resp.status == 200
     assert resp.json() == {"1": "hat"}
     assert resp.headers["x-total"] == "1"
@@ -447,7 +447,7 @@ async def test_cors_example_preflights_then_accepts_a_put(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cors_example, "ITEMS", {1: "hat"})
-    client = TestClient(cors_example.app)
+    client = AsyncTestClient(cors_example.app)
     pre = await client.request(
         "OPTIONS",
         "/items/1",
@@ -474,7 +474,7 @@ async def test_cors_example_preflights_then_accepts_a_put(
 
 
 async def test_cors_example_refuses_a_delete_preflight_and_a_foreign_origin() -> None:
-    client = TestClient(cors_example.app)
+    client = AsyncTestClient(cors_example.app)
     for origin, method in ((APP, "DELETE"), (EVIL, "PUT")):
         resp = await client.request(
             "OPTIONS",
@@ -522,7 +522,7 @@ def cookie_pair(resp: TestResponse) -> str:
 
 async def test_credentialed_cross_origin_request_is_recognised_and_readable() -> None:
     app = credentialed_api()
-    client = TestClient(app)
+    client = AsyncTestClient(app)
     login = await client.post("/login", headers={"origin": APP})
     assert login.headers["access-control-allow-credentials"] == "true"
     assert "SameSite=None" in login.headers["set-cookie"]
@@ -538,7 +538,7 @@ async def test_credentialed_cross_origin_request_is_recognised_and_readable() ->
 async def test_login_required_401_is_readable_by_the_allowed_origin() -> None:
     # The page must be able to see the 401 (to show a login form), so it carries CORS headers.
     app = credentialed_api()
-    resp = await TestClient(app).get("/me", headers={"origin": APP})
+    resp = await AsyncTestClient(app).get("/me", headers={"origin": APP})
     assert resp.status == 401
     assert "www-authenticate" in resp.headers
     assert resp.headers["access-control-allow-origin"] == APP
@@ -549,7 +549,7 @@ async def test_preflight_is_answered_before_the_login_check() -> None:
     # Browsers never send cookies on a preflight: requiring a login there would block every
     # credentialed cross-origin call.
     app = credentialed_api()
-    resp = await TestClient(app).request(
+    resp = await AsyncTestClient(app).request(
         "OPTIONS",
         "/me",
         headers={

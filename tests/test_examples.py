@@ -15,19 +15,19 @@ import pytest
 
 from examples import bytes_written, echo, errors, errors_verbose, hello, routing, sse
 from tophat import accept
-from tophat.testing import TestClient, memory_stream_pair, parse_responses
+from tophat.testing import AsyncTestClient, memory_stream_pair, parse_responses
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_hello_says_hello_world() -> None:
-    resp = await TestClient(hello.app).get("/")
+    resp = await AsyncTestClient(hello.app).get("/")
     assert (resp.status, resp.body) == (200, b"Hello, world!")
 
 
 async def test_echo_streams_the_body_back_chunked() -> None:
     body = bytes(range(256)) * 1000
-    out = await TestClient(echo.app).raw(
+    out = await AsyncTestClient(echo.app).raw(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-thing\r\n"
         b"Content-Length: 256000\r\n\r\n" + body
     )
@@ -40,7 +40,7 @@ async def test_echo_streams_the_body_back_chunked() -> None:
 
 async def test_echo_sends_100_continue_before_reading_the_body() -> None:
     # Head and body arrive in separate reads, as from a client that waits for the 100.
-    out = await TestClient(echo.app).raw(
+    out = await AsyncTestClient(echo.app).raw(
         [
             b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
             b"hello",
@@ -66,7 +66,7 @@ async def test_echo_sends_100_continue_before_reading_the_body() -> None:
 async def test_errors_example_answers_each_kind_of_glitch(
     target: str, status: int, body: bytes
 ) -> None:
-    resp = await TestClient(errors.app).get(target)
+    resp = await AsyncTestClient(errors.app).get(target)
     assert (resp.status, resp.body) == (status, body)
     # The header set before the Glitch was raised is kept on every response.
     assert resp.headers["x-app"] == "errors-example"
@@ -74,14 +74,14 @@ async def test_errors_example_answers_each_kind_of_glitch(
 
 async def test_errors_example_hides_causes_and_logs_them(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="tophat"):
-        resp = await TestClient(errors.app).get("/boom")
+        resp = await AsyncTestClient(errors.app).get("/boom")
     assert b"unexpected bug" not in resp.body
     records = [r for r in caplog.records if r.name == "tophat.error"]
     assert len(records) == 1 and records[0].exc_info is not None
 
 
 async def test_errors_verbose_shows_the_cause() -> None:
-    client = TestClient(errors_verbose.app, errors_verbose.OPTS)
+    client = AsyncTestClient(errors_verbose.app, errors_verbose.OPTS)
     resp = await client.get("/users/x")
     assert resp.status == 400
     assert resp.text == (
@@ -96,7 +96,7 @@ async def test_errors_verbose_shows_the_cause() -> None:
 
 async def test_bytes_written_logs_after_sending(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="examples"):
-        resp = await TestClient(bytes_written.app).get("/")
+        resp = await AsyncTestClient(bytes_written.app).get("/")
     assert len(resp.body) == 1000
     assert "sent 1000 body bytes with status 200" in caplog.text
 
@@ -114,7 +114,7 @@ async def test_bytes_written_logs_after_sending(caplog: pytest.LogCaptureFixture
     ],
 )
 async def test_routing_example_routes(method: str, target: str, status: int, body: bytes) -> None:
-    resp = await TestClient(routing.app).request(method, target)
+    resp = await AsyncTestClient(routing.app).request(method, target)
     assert (resp.status, resp.body) == (status, body)
     if status == 405:
         assert resp.headers["allow"] == "GET, HEAD, OPTIONS"
@@ -126,7 +126,7 @@ async def test_routing_example_creates_with_a_location_from_url_for() -> None:
     app.data(routing.UserStore())
     app.post("/users", routing.create_user)
     app.get("/users/:id<int>", routing.get_user, name="user")
-    resp = await TestClient(app).post("/users", body="linus")
+    resp = await AsyncTestClient(app).post("/users", body="linus")
     assert resp.status == 201
     assert resp.headers["location"] == "/users/3"
 
@@ -162,7 +162,7 @@ async def test_sse_subscribers_get_published_events_and_end_on_shutdown() -> Non
 
 @pytest.mark.usefixtures("asyncio_only")
 async def test_sse_publish_reports_subscriber_count() -> None:
-    resp = await TestClient(sse.app).post("/publish", body="hi")
+    resp = await AsyncTestClient(sse.app).post("/publish", body="hi")
     assert resp.json() == {"subscribers": 0}
 
 
@@ -222,7 +222,7 @@ async def test_middleware_example_sets_request_id_and_logs_after_sending(
 ) -> None:
     from examples import middleware
 
-    client = TestClient(middleware.app)
+    client = AsyncTestClient(middleware.app)
     with caplog.at_level(logging.INFO, logger="examples"):
         resp = await client.get("/", headers={"x-request-id": "abc123"})
     assert resp.headers["x-request-id"] == "abc123"

@@ -4,7 +4,7 @@ In one sentence: whatever bytes a client sends, in whatever pieces, ``accept`` r
 raising, and what it wrote is a well-formed sequence of HTTP/1.1 responses (possibly none) in
 which an error response is the last one and says ``connection: close``.
 
-Everything runs in memory through ``tophat.testing.TestClient`` (no sockets, no clocks), on
+Everything runs in memory through ``tophat.testing.AsyncTestClient`` (no sockets, no clocks), on
 asyncio and trio.
 """
 
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 # -- endpoints ------------------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ def check_output(out: bytes) -> list[Parsed]:
 async def run(
     endpoint_name: str, opts_name: str, data: bytes | Sequence[bytes]
 ) -> tuple[bytes, list[Parsed]]:
-    client = TestClient(ENDPOINTS[endpoint_name], OPTS[opts_name])
+    client = AsyncTestClient(ENDPOINTS[endpoint_name], OPTS[opts_name])
     with anyio.fail_after(5):
         out = await client.raw(data)
     responses = check_output(out)

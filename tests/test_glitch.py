@@ -1,6 +1,6 @@
 """Glitch on the wire: an exception that becomes the response, and every other failure mode.
 
-Raw request bytes in through ``tophat.testing.TestClient``; exact response bytes (Date value
+Raw request bytes in through ``tophat.testing.AsyncTestClient``; exact response bytes (Date value
 masked) or the parsed response out; logs checked with ``caplog``.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from tophat import Endpoint, Glitch, Request, ResponseWriter, ResponseWritten, ServerOpts
 from tophat.glitch import awaiting, call, catching, ok_or, reason_phrase
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 FOLLOW_UP = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -67,7 +67,7 @@ def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def test_glitch_becomes_its_status_and_text_body(
     glitch: Callable[[], Glitch], status: int, body: bytes
 ) -> None:
-    out = await TestClient(raising(glitch)).raw(GET + FOLLOW_UP)
+    out = await AsyncTestClient(raising(glitch)).raw(GET + FOLLOW_UP)
     # A Glitch is an ordinary response: the connection stays open for the next request.
     assert masked(out) == glitch_response(status, body) * 2
 
@@ -79,7 +79,7 @@ async def test_glitch_keeps_headers_set_on_the_writer_and_adds_its_own() -> None
         w.set_json({"half": "built"})  # the body and its content-type give way to the glitch's
         raise Glitch(409, "taken", headers={"retry-after": "5", "x-replaced": "by the glitch"})
 
-    out = await TestClient(endpoint).raw(GET)
+    out = await AsyncTestClient(endpoint).raw(GET)
     assert masked(out) == (
         b"HTTP/1.1 409 Conflict\r\n"
         b"access-control-allow-origin: https://app.example\r\n"
@@ -112,7 +112,7 @@ async def test_glitch_cause_reaches_the_body_only_when_verbose(
     async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
         raise raise_it(ValueError("secret detail"))
 
-    out = await TestClient(endpoint, ServerOpts(verbose_glitch=verbose_glitch)).raw(GET)
+    out = await AsyncTestClient(endpoint, ServerOpts(verbose_glitch=verbose_glitch)).raw(GET)
     assert masked(out) == glitch_response(400, verbose if verbose_glitch else quiet)
 
 
@@ -125,7 +125,7 @@ async def test_raise_from_sets_the_glitch_cause(verbose_glitch: bool) -> None:
             raise Glitch(422, "id must be a number") from exc
         raise AssertionError("unreachable")
 
-    out = await TestClient(endpoint, ServerOpts(verbose_glitch=verbose_glitch)).raw(GET)
+    out = await AsyncTestClient(endpoint, ServerOpts(verbose_glitch=verbose_glitch)).raw(GET)
     [resp] = parse_responses(out)
     assert resp.status == 422
     cause = ": ValueError: invalid literal for int() with base 10: 'x1'"
@@ -143,7 +143,7 @@ def test_glitch_refuses_a_status_outside_100_to_599() -> None:
 async def test_glitch_with_an_informational_status_still_gets_a_final_response() -> None:
     # A 1xx is never a final response (RFC 9110 §15.2); raising Glitch(103) is a handler bug,
     # which the server must answer like any other bug: 500, and accept() returns normally.
-    out = await TestClient(raising(lambda: Glitch(103))).raw(GET)
+    out = await AsyncTestClient(raising(lambda: Glitch(103))).raw(GET)
     [resp] = parse_responses(out)
     assert resp.status == 500
 
@@ -168,23 +168,23 @@ async def test_glitch_with_an_informational_status_still_gets_a_final_response()
 async def test_convenience_constructors_give_their_status(
     factory: Callable[..., Glitch], status: int
 ) -> None:
-    default = await TestClient(raising(factory)).raw(GET)
+    default = await AsyncTestClient(raising(factory)).raw(GET)
     assert masked(default) == glitch_response(status, reason_phrase(status).encode())
-    custom = await TestClient(raising(lambda: factory("why"))).raw(GET)
+    custom = await AsyncTestClient(raising(lambda: factory("why"))).raw(GET)
     assert masked(custom) == glitch_response(status, b"why")
 
 
 async def test_method_not_allowed_sends_allow() -> None:
     # RFC 9110 §15.5.6: the origin server MUST generate an Allow header field in a 405.
     endpoint = raising(lambda: Glitch.method_not_allowed(["GET", "HEAD"]))
-    out = await TestClient(endpoint).raw(GET)
+    out = await AsyncTestClient(endpoint).raw(GET)
     assert masked(out) == glitch_response(405, b"Method Not Allowed", b"Allow: GET, HEAD\r\n")
 
 
 async def test_unauthorized_requires_and_sends_a_challenge() -> None:
     # RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate with at least one challenge.
     endpoint = raising(lambda: Glitch.unauthorized(challenge='Bearer realm="api"'))
-    out = await TestClient(endpoint).raw(GET)
+    out = await AsyncTestClient(endpoint).raw(GET)
     challenge = b'WWW-Authenticate: Bearer realm="api"\r\n'
     assert masked(out) == glitch_response(401, b"Unauthorized", challenge)
     with pytest.raises(TypeError):
@@ -211,7 +211,7 @@ async def find_user(req: Request, w: ResponseWriter) -> ResponseWritten:
     ],
 )
 async def test_ok_or_turns_none_into_a_glitch(target: bytes, status: int, body: bytes) -> None:
-    out = await TestClient(find_user).raw(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    out = await AsyncTestClient(find_user).raw(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
     [resp] = parse_responses(out)
     assert (resp.status, resp.body) == (status, body)
 
@@ -249,7 +249,9 @@ def post(body: bytes) -> bytes:
 async def test_catching_turns_errors_in_its_block_into_a_glitch(
     body: bytes, verbose_glitch: bool, status: int, text: str
 ) -> None:
-    out = await TestClient(parse_json, ServerOpts(verbose_glitch=verbose_glitch)).raw(post(body))
+    out = await AsyncTestClient(parse_json, ServerOpts(verbose_glitch=verbose_glitch)).raw(
+        post(body)
+    )
     [resp] = parse_responses(out, ["POST"])
     assert (resp.status, resp.text) == (status, text)
 
@@ -265,8 +267,8 @@ async def test_catching_converts_only_the_errors_it_names() -> None:
             raise OSError("disk on fire")
         return await w.send()
 
-    [named] = parse_responses(await TestClient(endpoint).raw(GET))
-    [unnamed] = parse_responses(await TestClient(other).raw(GET))
+    [named] = parse_responses(await AsyncTestClient(endpoint).raw(GET))
+    [unnamed] = parse_responses(await AsyncTestClient(other).raw(GET))
     assert (named.status, named.text) == (400, "bad key")
     assert (unnamed.status, unnamed.text) == (500, "Internal Server Error")
 
@@ -280,7 +282,7 @@ async def test_catching_works_as_a_decorator() -> None:
         w.set_text(str(parse(req.query.get("n", ""))))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /?n=41 HTTP/1.1\r\nHost: x\r\n\r\nGET /?n=x HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     assert [(r.status, r.text) for r in parse_responses(out)] == [
@@ -296,7 +298,7 @@ async def test_call_returns_the_value_or_raises_a_glitch() -> None:
         w.set_text(str(n))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /?id=ff HTTP/1.1\r\nHost: x\r\n\r\nGET /?id=zz HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     assert [(r.status, r.text) for r in parse_responses(out)] == [
@@ -318,7 +320,7 @@ async def test_call_turns_only_the_named_errors_into_the_glitch() -> None:
         w.set_text(str(n))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /?id=7 HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /?id=x HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /?id=bug HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -344,7 +346,7 @@ async def test_awaiting_returns_the_result_or_raises_a_glitch() -> None:
         w.set_text(row)
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /?k=up HTTP/1.1\r\nHost: x\r\n\r\nGET /?k=down HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     assert [(r.status, r.text) for r in parse_responses(out)] == [
@@ -361,7 +363,7 @@ async def test_client_error_glitch_is_not_logged_as_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="tophat"):
-        await TestClient(raising(lambda: Glitch(404))).raw(GET)
+        await AsyncTestClient(raising(lambda: Glitch(404))).raw(GET)
     assert error_records(caplog) == []
 
 
@@ -370,7 +372,7 @@ async def test_server_error_glitch_with_a_cause_is_logged_once_with_its_tracebac
 ) -> None:
     endpoint = raising(lambda: Glitch(502, "upstream", cause=ValueError("bad gateway detail")))
     with caplog.at_level(logging.DEBUG, logger="tophat"):
-        out = await TestClient(endpoint).raw(GET)
+        out = await AsyncTestClient(endpoint).raw(GET)
     assert masked(out) == glitch_response(502, b"upstream")
     [record] = error_records(caplog)
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
@@ -388,7 +390,7 @@ async def test_any_other_exception_is_a_500_without_internal_text(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="tophat"):
-        out = await TestClient(leaky).raw(GET + FOLLOW_UP)
+        out = await AsyncTestClient(leaky).raw(GET + FOLLOW_UP)
     assert b"hunter2" not in out and b"KeyError" not in out
     response = glitch_response(500, b"Internal Server Error", b"x-kept: yes\r\n")
     assert masked(out) == response * 2
@@ -409,7 +411,7 @@ async def test_endpoint_returning_without_sending_is_a_500_and_a_log_naming_it(
             return None  # type: ignore[return-value]
 
     with caplog.at_level(logging.DEBUG, logger="tophat"):
-        out = await TestClient(Api().forgetful).raw(GET)
+        out = await AsyncTestClient(Api().forgetful).raw(GET)
     assert masked(out) == glitch_response(500, b"Internal Server Error")
     [record] = error_records(caplog)
     assert Api.forgetful.__qualname__ in record.getMessage()
@@ -431,7 +433,7 @@ async def test_exception_mid_stream_closes_without_terminating_chunk_or_second_s
         return await w.send()
 
     with caplog.at_level(logging.DEBUG, logger="tophat"):
-        out = await TestClient(endpoint).raw(GET + FOLLOW_UP)
+        out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert masked(out) == (
         b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nfirst\r\n6\r\nsecond\r\n"
@@ -449,7 +451,7 @@ async def test_glitch_mid_stream_closes_without_a_second_status_line() -> None:
         w.set_body(body())
         return await w.send()
 
-    out = await TestClient(endpoint).raw(GET + FOLLOW_UP)
+    out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert masked(out) == (
         b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
     )
@@ -464,7 +466,7 @@ async def test_exception_before_the_first_piece_of_a_stream_is_a_clean_500() -> 
         w.set_body(body())
         return await w.send()
 
-    out = await TestClient(endpoint).raw(GET + FOLLOW_UP)
+    out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert masked(out) == glitch_response(500, b"Internal Server Error") * 2
 
 
@@ -477,7 +479,7 @@ async def test_exception_after_a_complete_response_closes_without_a_second_one(
         raise RuntimeError("cleanup failed")
 
     with caplog.at_level(logging.DEBUG, logger="tophat"):
-        out = await TestClient(endpoint).raw(GET + FOLLOW_UP)
+        out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert masked(out) == (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"date: <DATE>\r\ncontent-length: 4\r\n\r\ndone"

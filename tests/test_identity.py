@@ -21,7 +21,7 @@ from tophat import Request, ResponseWriter, ResponseWritten
 from tophat.middleware import chain
 from tophat.middleware.identity import MAX_COOKIE_SIZE, Identity
 from tophat.router import Router
-from tophat.testing import TestClient, TestResponse
+from tophat.testing import AsyncTestClient, TestResponse
 
 # Random-looking keys of 40+ bytes: the kind Identity accepts.
 NEW = "q8Zr2Lx7Vn4Tb1Kw9Hs6Jd3Pf0Mc5Ya-newest-key"
@@ -73,7 +73,7 @@ class Site:
         private.get("/", self.private)
         router.mount("/private", chain(identity.required)(private))
         self.app = chain(identity.middleware)(router)
-        self.client = TestClient(self.app)
+        self.client = AsyncTestClient(self.app)
 
     async def login(self, req: Request, w: ResponseWriter) -> ResponseWritten:
         self.identity.set_auth_token(req.query.get("user") or "ada", w)
@@ -201,8 +201,8 @@ async def test_authorized_user_reads_the_cookie_without_the_middleware() -> None
         seen.append((ident.authorized_user(req), ident.authorized_user(req)))
         return await w.send()
 
-    await TestClient(endpoint).get("/", headers={"cookie": f"auth={value}"})
-    await TestClient(endpoint).get("/")
+    await AsyncTestClient(endpoint).get("/", headers={"cookie": f"auth={value}"})
+    await AsyncTestClient(endpoint).get("/")
     assert seen == [("ada", "ada"), (None, None)]
 
 
@@ -477,7 +477,7 @@ async def test_vary_cookie_survives_an_endpoint_that_sets_its_own_vary() -> None
         w.set_text(ident.authorized_user(req) or "anonymous")
         return await w.send()
 
-    resp = await TestClient(chain(ident.middleware)(negotiated)).get("/")
+    resp = await AsyncTestClient(chain(ident.middleware)(negotiated)).get("/")
     assert {"cookie", "accept-language"} <= {v.lower() for v in resp.headers.get_list("vary")}
 
 
@@ -488,7 +488,7 @@ async def test_no_vary_cookie_without_the_identity_middleware() -> None:
         ident.set_auth_token("ada", w)
         return await w.send()
 
-    resp = await TestClient(endpoint).get("/")
+    resp = await AsyncTestClient(endpoint).get("/")
     assert "vary" not in resp.headers
 
 
@@ -551,7 +551,7 @@ async def test_user_name_too_long_for_a_cookie_is_refused_and_nothing_is_sent() 
 
     # Letters in no pattern: itsdangerous compresses the payload when that makes it shorter.
     letters = "".join(random.Random(7).choices(string.ascii_letters, k=6000))
-    client = TestClient(login)
+    client = AsyncTestClient(login)
     fits = await client.post("/", body=letters[:2500])
     [header] = fits.headers.get_all("set-cookie")
     assert len(header.encode()) <= MAX_COOKIE_SIZE
@@ -579,7 +579,7 @@ def test_empty_user_is_refused() -> None:
 
 
 async def test_identity_example_login_hello_private_logout_flow() -> None:
-    client = TestClient(identity_example.app)
+    client = AsyncTestClient(identity_example.app)
 
     login = await client.post("/login?user=ada")
     assert (login.status, login.text) == (200, "logged in as ada")
@@ -606,7 +606,7 @@ async def test_identity_example_login_hello_private_logout_flow() -> None:
 
 
 async def test_identity_example_answers_strangers() -> None:
-    client = TestClient(identity_example.app)
+    client = AsyncTestClient(identity_example.app)
     assert (await client.get("/hello")).text == "hello, stranger"
     private = await client.get("/private")
     assert private.status == 401
@@ -617,7 +617,7 @@ async def test_identity_example_answers_strangers() -> None:
 
 
 async def test_identity_example_login_takes_the_user_from_the_body_too() -> None:
-    client = TestClient(identity_example.app)
+    client = AsyncTestClient(identity_example.app)
     login = await client.post("/login", body="grace\n")
     assert login.text == "logged in as grace"
     [(name, value, _)] = set_cookies(login, "__Host-tophat-auth")
@@ -810,7 +810,7 @@ def test_a_cookie_attribute_over_1024_bytes_is_refused_at_construction(attribute
     ids=["64", "65", "7000", "nul", "escape", "64-non-ascii"],
 )
 async def test_identity_example_validates_the_user_name(user: str, status: int) -> None:
-    client = TestClient(identity_example.app)
+    client = AsyncTestClient(identity_example.app)
     resp = await client.post("/login", body=user.encode())
     assert resp.status == status, resp.text
     cookies = set_cookies(resp, identity_example.identity.cookie_name)

@@ -10,7 +10,7 @@ import pytest
 
 from tophat import Endpoint, Glitch, Request, Response, ResponseWriter, ResponseWritten
 from tophat.middleware import Middleware, add_vary, chain
-from tophat.testing import TestClient
+from tophat.testing import AsyncTestClient
 
 
 def recording(name: str, log: list[str]) -> Middleware:
@@ -45,7 +45,7 @@ async def test_chain_puts_the_first_middleware_outermost() -> None:
         return await w.send()
 
     app = chain(recording("a", log), recording("b", log), recording("c", log))(inner)
-    resp = await TestClient(app).get("/")
+    resp = await AsyncTestClient(app).get("/")
     assert resp.status == 200
     assert log == ["a in", "b in", "c in", "endpoint", "c out", "b out", "a out"]
 
@@ -54,7 +54,7 @@ async def test_nested_chains_keep_the_same_order_as_one_flat_chain() -> None:
     log: list[str] = []
     calls: list[Request] = []
     nested = chain(recording("a", log), chain(recording("b", log), recording("c", log)))
-    await TestClient(nested(counting(calls))).get("/")
+    await AsyncTestClient(nested(counting(calls))).get("/")
     assert log == ["a in", "b in", "c in", "c out", "b out", "a out"]
 
 
@@ -87,12 +87,12 @@ async def test_middleware_can_short_circuit_with_its_own_response() -> None:
         return endpoint
 
     app = chain(outer, gate)(counting(calls))
-    refused = await TestClient(app).get("/")
+    refused = await AsyncTestClient(app).get("/")
     assert (refused.status, refused.text) == (403, "go away")
     assert calls == []  # the inner endpoint never ran
     assert outer_saw == [403]  # and the outer middleware saw the short-circuit's proof
 
-    allowed = await TestClient(app).get("/", headers={"x-key": "open sesame"})
+    allowed = await AsyncTestClient(app).get("/", headers={"x-key": "open sesame"})
     assert (allowed.status, allowed.text) == (200, "inner")
     assert len(calls) == 1
 
@@ -110,7 +110,7 @@ async def test_middleware_can_change_the_request_for_the_endpoints_inside() -> N
         w.set_text(f"{req.headers.get('x-request-id')} {req.ext['tenant']}")
         return await w.send()
 
-    resp = await TestClient(chain(tag)(inner)).get("/", headers={"x-tenant": "acme"})
+    resp = await AsyncTestClient(chain(tag)(inner)).get("/", headers={"x-tenant": "acme"})
     assert resp.text == "req-42 ACME"
 
 
@@ -123,7 +123,7 @@ async def test_header_preset_by_middleware_is_on_the_endpoints_response() -> Non
         return endpoint
 
     calls: list[Request] = []
-    resp = await TestClient(chain(stamp)(counting(calls))).get("/")
+    resp = await AsyncTestClient(chain(stamp)(counting(calls))).get("/")
     assert (resp.status, resp.text) == (200, "inner")
     assert resp.headers.get_all("x-frame-options") == ["DENY"]
 
@@ -147,7 +147,7 @@ async def test_header_preset_by_middleware_survives_an_error_response(
         raise failure
 
     with caplog.at_level(logging.CRITICAL, logger="tophat"):
-        resp = await TestClient(chain(stamp)(failing)).get("/")
+        resp = await AsyncTestClient(chain(stamp)(failing)).get("/")
     assert resp.status == status
     assert resp.headers.get("x-frame-options") == "DENY"
 
@@ -164,7 +164,7 @@ async def test_endpoint_can_override_a_header_the_middleware_preset() -> None:
         w.insert_header("cache-control", "max-age=60")
         return await w.send()
 
-    resp = await TestClient(chain(default_cache)(cacheable)).get("/")
+    resp = await AsyncTestClient(chain(default_cache)(cacheable)).get("/")
     assert resp.headers.get_all("cache-control") == ["max-age=60"]
 
 
@@ -189,12 +189,12 @@ async def test_middleware_acts_after_the_endpoint_with_status_headers_and_bytes_
         return await w.send()
 
     app = chain(after)(created)
-    resp = await TestClient(app).post("/")
+    resp = await AsyncTestClient(app).post("/")
     assert (resp.status, resp.body) == (201, b"made a widget")
     assert seen == [(201, "widget", len(b"made a widget"))]
 
     # HEAD: the same response, but no body bytes on the wire, and the proof says so.
-    head = await TestClient(app).request("HEAD", "/")
+    head = await AsyncTestClient(app).request("HEAD", "/")
     assert (head.status, head.body) == (201, b"")
     assert seen[-1] == (201, "widget", 0)
 
@@ -218,7 +218,7 @@ async def test_middleware_after_work_sees_a_streamed_bodys_total_bytes() -> None
         w.set_body(pieces())
         return await w.send()
 
-    resp = await TestClient(chain(after)(streaming)).get("/")
+    resp = await AsyncTestClient(chain(after)(streaming)).get("/")
     assert resp.body == b"abcdefghij"
     assert seen == [10]
 
@@ -238,7 +238,7 @@ async def test_add_vary_merges_with_what_is_there_once_each() -> None:
     app = chain(varies("Accept-Encoding"), varies("origin", "Cookie"), varies("ORIGIN"))(
         counting(calls)
     )
-    resp = await TestClient(app).get("/")
+    resp = await AsyncTestClient(app).get("/")
     assert resp.headers.get_all("vary") == ["Accept-Encoding, origin, Cookie"]
 
 
@@ -248,7 +248,7 @@ async def test_add_vary_leaves_a_star_alone() -> None:
         add_vary(w.response.headers, "Origin")
         return await w.send()
 
-    resp = await TestClient(inner).get("/")
+    resp = await AsyncTestClient(inner).get("/")
     assert resp.headers.get_all("vary") == ["*"]
 
 
@@ -274,14 +274,16 @@ async def test_send_time_hook_sees_the_endpoints_final_status_and_wins_over_its_
         w.insert_header("x-stamp", "from the endpoint")
         return await w.send()
 
-    resp = await TestClient(chain(stamping("mw"))(inner)).get("/")
+    resp = await AsyncTestClient(chain(stamping("mw"))(inner)).get("/")
     assert resp.status == 202
     assert resp.headers.get_all("x-stamp") == ["mw:202"]
 
 
 async def test_outer_middlewares_send_time_hook_runs_last() -> None:
     calls: list[Request] = []
-    resp = await TestClient(chain(stamping("outer"), stamping("inner"))(counting(calls))).get("/")
+    resp = await AsyncTestClient(chain(stamping("outer"), stamping("inner"))(counting(calls))).get(
+        "/"
+    )
     assert resp.headers.get_all("x-stamp") == ["outer:200"]
 
 
@@ -297,6 +299,6 @@ async def test_send_time_hook_runs_for_error_responses(
         raise failure
 
     with caplog.at_level(logging.CRITICAL, logger="tophat"):
-        resp = await TestClient(chain(stamping("mw"))(failing)).get("/")
+        resp = await AsyncTestClient(chain(stamping("mw"))(failing)).get("/")
     assert resp.status == status
     assert resp.headers.get_all("x-stamp") == [f"mw:{status}"]

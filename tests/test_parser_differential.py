@@ -18,8 +18,8 @@ the input ends inside such a head only httptools answers (400); h11 just closes.
 Disagreements found and not fixed yet are in ``KNOWN``: left out of the generated input, each
 pinned by a strict xfail with its smallest input.
 
-The whole ``accept`` runs (in memory, through ``tophat.testing.TestClient``), so the strict layer
-(``_validate``) is part of what is compared. Each example runs both parsers, so the module
+The whole ``accept`` runs (in memory, through ``tophat.testing.AsyncTestClient``), so the strict
+layer (``_validate``) is part of what is compared. Each example runs both parsers, so the module
 replaces conftest's per-parser fixture; it runs on asyncio, uvloop and trio.
 """
 
@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tophat import Endpoint, Request, ResponseWriter, ResponseWritten, ServerOpts
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 pytestmark = pytest.mark.usefixtures("no_error_logs")
 
@@ -109,7 +109,7 @@ def outcome_of(out: bytes) -> Outcome:
 
 async def run(opts: ServerOpts, data: bytes | Sequence[bytes], endpoint: Endpoint) -> Outcome:
     with anyio.fail_after(10):
-        out = await TestClient(endpoint, opts).raw(data)
+        out = await AsyncTestClient(endpoint, opts).raw(data)
     return outcome_of(out)
 
 

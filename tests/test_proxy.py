@@ -24,7 +24,7 @@ from tophat import Endpoint, Glitch, Request, ResponseWriter, ResponseWritten, a
 from tophat.http.headers import Headers
 from tophat.middleware import Middleware, chain
 from tophat.middleware.proxy import FORWARDED_HOST_KEY, PEER_KEY, forwarded_host, proxy_headers
-from tophat.testing import TestClient, TestResponse, memory_stream_pair, parse_responses
+from tophat.testing import AsyncTestClient, TestResponse, memory_stream_pair, parse_responses
 
 PROXY = ("10.0.0.5", 51000)  # the immediate peer in most tests: a trusted load balancer
 CLIENT = "203.0.113.7"  # a public address: never trusted
@@ -663,9 +663,9 @@ async def test_on_the_wire_a_unix_socket_proxy() -> None:
 
 
 async def test_test_client_peer_is_loopback_so_the_default_trusts_it() -> None:
-    # TestClient connects from 127.0.0.1, a proxy on the same host for the default config.
+    # AsyncTestClient connects from 127.0.0.1, a proxy on the same host for the default config.
     app = chain(proxy_headers())(echo)
-    resp = await TestClient(app).get("/", headers={"x-forwarded-for": CLIENT})
+    resp = await AsyncTestClient(app).get("/", headers={"x-forwarded-for": CLIENT})
     assert resp.json()["client"] == [CLIENT, 0]
 
 

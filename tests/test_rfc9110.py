@@ -1,6 +1,6 @@
 """RFC 9110 (and Fetch CORS) origin-server requirements, one wire-level test each.
 
-Each test sends raw request bytes through ``tophat.testing.TestClient`` (so through the parser
+Each test sends raw request bytes through ``tophat.testing.AsyncTestClient`` (so through the parser
 the ``parser`` fixture of conftest.py picks: h11, then httptools) and checks the exact status,
 fields and content that come out. Where the two parsers allow different, RFC-conforming
 behaviour (docs/parsers.md), the test states each parser's expectation.
@@ -16,7 +16,7 @@ import pytest
 from tophat import Endpoint, Glitch, Request, ResponseWriter, ResponseWritten
 from tophat.middleware import chain
 from tophat.middleware.cors import cors
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 
 class _Echo:
@@ -57,7 +57,7 @@ _HEAD_REFUSED_BY_PARSER = [
 
 @pytest.mark.parametrize("raw", _HEAD_REFUSED_BY_PARSER)
 async def test_head_refused_by_the_parser_gets_a_400_without_content(raw: bytes) -> None:
-    out = await TestClient(_ok).raw(raw)
+    out = await AsyncTestClient(_ok).raw(raw)
     head, sep, content = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert sep == b"\r\n\r\n"
@@ -104,7 +104,7 @@ _H2C = (
 )
 async def test_content_of_an_upgrade_request_reaches_the_endpoint(raw: bytes, parser: str) -> None:
     echo = _Echo()
-    out = await TestClient(echo).raw(raw)
+    out = await AsyncTestClient(echo).raw(raw)
     if parser == "h11":
         responses = parse_responses(out, ["POST"])
         assert [(r.status, r.body) for r in responses] == [(200, b"POST body=b'hello'")]
@@ -120,7 +120,7 @@ async def test_content_of_an_upgrade_request_reaches_the_endpoint(raw: bytes, pa
 
 
 async def test_an_ignored_upgrade_request_gets_exactly_one_response() -> None:
-    out = await TestClient(_Echo()).raw(b"GET / HTTP/1.1\r\nHost: x\r\n" + _H2C + b"\r\n")
+    out = await AsyncTestClient(_Echo()).raw(b"GET / HTTP/1.1\r\nHost: x\r\n" + _H2C + b"\r\n")
     assert out.count(b"HTTP/1.1 ") == 1, out
     [response] = parse_responses(out)
     assert (response.status, response.body) == (200, b"GET body=b''")
@@ -140,7 +140,7 @@ async def test_an_ignored_upgrade_request_gets_exactly_one_response() -> None:
 async def test_a_request_after_an_ignored_upgrade_is_served(first: bytes, method: str) -> None:
     # Continuing on HTTP/1.1 means the next pipelined request is an HTTP/1.1 request.
     echo = _Echo()
-    out = await TestClient(echo).raw(first + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = await AsyncTestClient(echo).raw(first + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
     responses = parse_responses(out, [method, "GET"])
     assert [(r.status, r.body) for r in responses] == [
         (200, f"{method} body=b''".encode()),
@@ -189,7 +189,7 @@ async def _streamed_205(req: Request, w: ResponseWriter) -> ResponseWritten:
 async def test_a_205_response_is_sent_with_content_length_0_and_no_content(
     endpoint: Endpoint,
 ) -> None:
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     heads = out.split(b"\r\n\r\n")
@@ -229,7 +229,7 @@ _DATE = re.compile(rb"\r\ndate: [^\r]*")
     ],
 )
 async def test_wildcard_cors_answers_are_the_same_with_and_without_origin(origin: bytes) -> None:
-    client = TestClient(chain(cors(allow_origins="*"))(_ok))
+    client = AsyncTestClient(chain(cors(allow_origins="*"))(_ok))
     out = await client.raw(b"GET /r HTTP/1.1\r\nHost: x\r\n" + origin + b"\r\n")
     [response] = parse_responses(out)
     assert response.status == 200

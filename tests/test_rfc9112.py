@@ -1,6 +1,6 @@
 """RFC 9112 server requirements, one wire-level test each.
 
-Raw request bytes in (through ``tophat.testing.TestClient``), the exact bytes or the parsed
+Raw request bytes in (through ``tophat.testing.AsyncTestClient``), the exact bytes or the parsed
 responses out; every test runs against both parsers (conftest's autouse ``parser`` fixture).
 Where the two parsers allow different, RFC-conforming behaviour (docs/parsers.md), the test
 states each parser's expectation.

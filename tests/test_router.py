@@ -1,7 +1,7 @@
 """The router, on the wire: priority, decoding, 404/405/HEAD/OPTIONS, conflicts, shared data,
 mounting, reverse routing, trailing slashes and introspection.
 
-Every request goes through ``TestClient`` (h11 parse -> strict layer -> router -> writer), so
+Every request goes through ``AsyncTestClient`` (h11 parse -> strict layer -> router -> writer), so
 each assertion is about what a client receives. Registration errors and ``url_for`` are checked
 directly: they happen before any request.
 """
@@ -18,7 +18,7 @@ import pytest
 from tophat import Endpoint, Request, ResponseWriter, ResponseWritten
 from tophat.middleware import chain
 from tophat.router import Route, RouteError, Router
-from tophat.testing import TestClient, TestResponse, parse_responses
+from tophat.testing import AsyncTestClient, TestResponse, parse_responses
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -53,7 +53,7 @@ def build(routes: list[tuple[str, str]], **kw: Any) -> Router:
 
 
 async def call(router: Router, path: str, method: str = "GET", **kw: Any) -> TestResponse:
-    return await TestClient(router).request(method, path, **kw)
+    return await AsyncTestClient(router).request(method, path, **kw)
 
 
 def allow_set(resp: TestResponse) -> set[str]:
@@ -329,7 +329,7 @@ async def test_head_on_a_get_route_sends_the_get_head_without_the_body() -> None
         w.set_text("twelve bytes")
         return await w.send()
 
-    client = TestClient(router)
+    client = AsyncTestClient(router)
     get = await client.raw(b"GET /doc HTTP/1.1\r\nHost: t\r\n\r\n")
     head = await client.raw(b"HEAD /doc HTTP/1.1\r\nHost: t\r\n\r\n")
 
@@ -864,7 +864,7 @@ def test_describe_shows_one_readable_line_per_route_and_mount() -> None:
 async def test_the_router_is_itself_an_endpoint_for_the_wire() -> None:
     # One connection, two pipelined requests: the router answers each in order.
     router = build([("GET", "/a"), ("POST", "/b")])
-    out = await TestClient(router).raw(
+    out = await AsyncTestClient(router).raw(
         b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
         b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
     )

@@ -25,7 +25,7 @@ import pytest
 
 from tophat import Glitch, Request, ResponseWriter, ResponseWritten, ServerOpts
 from tophat.glitch import call, catching, ok_or
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 DATA = Path(__file__).parent / "data"
 # 12086 bytes of lorem ipsum: the crate's TEXT for test_encode_transfer_encoding_chunked_big.
@@ -78,7 +78,7 @@ async def pieces(*chunks: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_request_empty_body() -> None:
-    out = await TestClient(Called()).raw(b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    out = await AsyncTestClient(Called()).raw(b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\n\r\n")
     assert masked(out) == RESP_200
 
 
@@ -99,7 +99,7 @@ async def test_request_basic_with_body_and_query() -> None:
         w.insert_header("content-type", "text/plain")
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar?one=two HTTP/1.1\r\nHost: example.org\r\nContent-Length: 6\r\n\r\ntophat"
     )
     assert seen == {
@@ -119,7 +119,7 @@ async def test_request_basic_with_body_and_query() -> None:
 
 async def test_request_missing_method() -> None:
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"/foo/bar HTTP/1.1\r\nHost: example.org\r\nContent-Length: 0\r\n\r\n" + FOLLOW_UP
     )
     # ADAPTED: the crate kept the connection open after a malformed head; after one, the framing
@@ -131,7 +131,7 @@ async def test_request_missing_method() -> None:
 async def test_request_missing_host() -> None:
     # RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request that lacks Host.
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + FOLLOW_UP
     )
     assert masked(out).startswith(b"HTTP/1.1 400 Bad Request\r\n")
@@ -146,7 +146,7 @@ async def test_request_path_origin_form() -> None:
         seen.append((req.target, req.path))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(REQUEST)
+    out = await AsyncTestClient(endpoint).raw(REQUEST)
     assert masked(out) == RESP_200
     assert seen == [("/foo/bar", "/foo/bar")]
 
@@ -158,7 +158,7 @@ async def test_request_path_absolute_form() -> None:
         seen.append((req.target, req.path, req.host))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET https://wunder.org/foo/bar HTTP/1.1\r\nHost: example.org\r\nContent-Length: 0\r\n\r\n"
     )
     assert masked(out) == RESP_200
@@ -168,7 +168,7 @@ async def test_request_path_absolute_form() -> None:
 
 async def test_request_path_bad_target() -> None:
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET foo/bar HTTP/1.1\r\nHost: example.org\r\nContent-Length: 0\r\n\r\n"
     )
     assert masked(out).startswith(b"HTTP/1.1 400 Bad Request\r\n")
@@ -177,7 +177,7 @@ async def test_request_path_bad_target() -> None:
 
 async def test_request_version_malformed() -> None:
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTP/1.1\r\nHost: example.org\r\nContent-Length: 0\r\n\r\n"
     )
     assert masked(out) == text_response(b"HTTP/1.1 400 Bad Request", b"Bad Request", close=True)
@@ -188,7 +188,7 @@ async def test_request_version_http10_is_served() -> None:
     # ADAPTED: the crate answered HTTP/1.0 with 505 (a defect). RFC 9110 §2.5: a server speaks
     # the highest version it supports and serves 1.0 clients; h11 closes after the response.
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTTP/1.0\r\nHost: example.org\r\nContent-Length: 0\r\n\r\n"
     )
     assert masked(out) == (
@@ -201,7 +201,7 @@ async def test_transfer_encoding_unsupported() -> None:
     # ADAPTED: the crate answered 501. RFC 9112 §6.3: when chunked is not the final transfer
     # coding the body length cannot be determined, and the server MUST answer 400 and close.
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\nContent-Length: 0\r\n"
         b"Transfer-Encoding: gzip\r\n\r\n" + FOLLOW_UP
     )
@@ -213,7 +213,7 @@ async def test_transfer_encoding_content_length() -> None:
     # The crate ignored this test ("TODO handle TE/CL clash"); its intended answer was 400.
     # RFC 9112 §6.1: the server MAY refuse such a request and MUST close afterwards.
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\nContent-Length: 0\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + FOLLOW_UP
     )
@@ -227,7 +227,7 @@ async def test_dont_allow_user_set_body_type_header_transfer_encoding() -> None:
         w.append_header("transfer-encoding", "chunked")
         return await w.send()
 
-    assert masked(await TestClient(endpoint).raw(REQUEST)) == RESP_200
+    assert masked(await AsyncTestClient(endpoint).raw(REQUEST)) == RESP_200
 
 
 async def test_dont_allow_user_set_body_type_header_content_length() -> None:
@@ -236,7 +236,7 @@ async def test_dont_allow_user_set_body_type_header_content_length() -> None:
         w.append_header("content-length", "20")
         return await w.send()
 
-    out = await TestClient(endpoint).raw(REQUEST)
+    out = await AsyncTestClient(endpoint).raw(REQUEST)
     # ADAPTED: no invented content-type: application/octet-stream.
     assert masked(out) == (
         b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
@@ -250,7 +250,7 @@ async def test_response_date() -> None:
 
     # ADAPTED: the crate's request carried both Content-Length and Transfer-Encoding, which we
     # refuse (see test_transfer_encoding_content_length); the chunked body alone is kept.
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     )
     # Exactly one Date: the handler's.
@@ -264,7 +264,7 @@ async def test_set_content_type_mime() -> None:
         w.append_header("content-type", "text/plain")
         return await w.send()
 
-    out = await TestClient(endpoint).raw(REQUEST)
+    out = await AsyncTestClient(endpoint).raw(REQUEST)
     assert masked(out) == (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: <DATE>\r\ncontent-length: 0\r\n\r\n"
     )
@@ -294,7 +294,7 @@ async def test_decode_transfer_encoding_chunked(
         seen.append(list(req.trailers or []))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\nTransfer-Encoding: chunked\r\n\r\n"
         + MDN_CHUNKS
         + trailer
@@ -309,7 +309,7 @@ async def test_encode_transfer_encoding_chunked() -> None:
         w.set_body(pieces(b"Hello tophat!"))
         return await w.send()
 
-    out = await TestClient(endpoint).raw(REQUEST)
+    out = await AsyncTestClient(endpoint).raw(REQUEST)
     # ADAPTED: no invented content-type; lower-case chunk size (d, not D).
     assert masked(out) == (
         b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -330,7 +330,7 @@ async def test_encode_transfer_encoding_chunked_big() -> None:
         written.append(done)
         return done
 
-    out = await TestClient(endpoint).raw(REQUEST)
+    out = await AsyncTestClient(endpoint).raw(REQUEST)
     # The crate's chunk sizes were an artifact of its 8 KiB copy buffer; what matters is valid
     # chunked framing (h11's client parser checks it) that de-chunks to TEXT.
     [resp] = parse_responses(out)
@@ -372,8 +372,10 @@ async def test_decode_large_chunked_request_body(chunks: bytes, body: bytes) -> 
 
     request = b"POST / HTTP/1.1\r\nHost: example.org\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
     # Whole, and in 1000-byte pieces that cut through sizes and data alike.
-    await TestClient(endpoint).raw(request)
-    await TestClient(endpoint).raw([request[i : i + 1000] for i in range(0, len(request), 1000)])
+    await AsyncTestClient(endpoint).raw(request)
+    await AsyncTestClient(endpoint).raw(
+        [request[i : i + 1000] for i in range(0, len(request), 1000)]
+    )
     assert bodies == [body, body]
 
 
@@ -489,7 +491,9 @@ async def test_glitch_variants(
         return await w.send()
 
     request = b"GET /foo/bar HTTP/1.1\r\nHost: example.org\r\n\r\n"
-    out = await TestClient(endpoint, ServerOpts(verbose_glitch=verbose_glitch)).raw(request * 2)
+    out = await AsyncTestClient(endpoint, ServerOpts(verbose_glitch=verbose_glitch)).raw(
+        request * 2
+    )
     body = (verbose if verbose_glitch else quiet).encode()
     # Twice: a Glitch response keeps the connection alive, as in the crate.
     assert masked(out) == text_response(status_line, body) * 2
@@ -519,7 +523,7 @@ async def echo(req: Request, w: ResponseWriter) -> ResponseWritten:
 )
 async def test_handle_100_continue(expect: bytes, continue_sent: bool) -> None:
     head = b"POST / HTTP/1.1\r\nHost: example.org\r\n%sContent-Length: 5\r\n\r\n" % expect
-    out = await TestClient(echo).raw([head, b"hello"])
+    out = await AsyncTestClient(echo).raw([head, b"hello"])
     assert out.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n") == continue_sent
     assert out.count(b"HTTP/1.1 ") == 1 + continue_sent
     assert parse_responses(out, ["POST"])[0].body == b"hello"
@@ -527,7 +531,7 @@ async def test_handle_100_continue(expect: bytes, continue_sent: bool) -> None:
 
 async def test_100_continue_is_not_sent_before_validation() -> None:
     # ADAPTED: the crate sent 100 Continue while decoding, before its Host check.
-    out = await TestClient(echo).raw(
+    out = await AsyncTestClient(echo).raw(
         b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
     )
     assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n")
@@ -539,7 +543,7 @@ async def test_100_continue_is_not_sent_before_validation() -> None:
 
 async def test_bytes_read_ahead_past_a_body_are_kept_for_the_next_request() -> None:
     # The crate made a new read buffer per request and lost whatever it had read ahead.
-    out = await TestClient(echo).raw(
+    out = await AsyncTestClient(echo).raw(
         b"POST / HTTP/1.1\r\nHost: example.org\r\nContent-Length: 5\r\n\r\nhello" + FOLLOW_UP
     )
     assert [r.body for r in parse_responses(out, ["POST", "GET"])] == [b"hello", b""]
@@ -555,7 +559,7 @@ async def test_unread_body_is_never_parsed_as_the_next_request(opts: ServerOpts)
         return await w.send()
 
     smuggled = b"GET /smuggled HTTP/1.1\r\nHost: example.org\r\n\r\n"
-    await TestClient(endpoint, opts).raw(
+    await AsyncTestClient(endpoint, opts).raw(
         b"POST / HTTP/1.1\r\nHost: example.org\r\nContent-Length: %d\r\n\r\n%s%s"
         % (len(smuggled), smuggled, FOLLOW_UP)
     )
@@ -575,7 +579,7 @@ async def test_more_than_16_header_fields_are_accepted() -> None:
 
     fields = b"".join(b"X-F%d: v\r\n" % i for i in range(40))
     trailers = b"".join(b"X-T%d: v\r\n" % i for i in range(20))
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"POST / HTTP/1.1\r\nHost: example.org\r\nTransfer-Encoding: chunked\r\n"
         + fields
         + b"\r\n5\r\nhello\r\n0\r\n"
@@ -596,7 +600,7 @@ async def test_more_than_16_header_fields_are_accepted() -> None:
 async def test_conflicting_or_signed_content_length_is_refused(fields: bytes) -> None:
     # RFC 9112 §6.3: an invalid Content-Length is an unrecoverable error: 400, then close.
     endpoint = Called()
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"POST / HTTP/1.1\r\nHost: example.org\r\n%s\r\n\r\nhello" % fields
     )
     [resp] = parse_responses(out, ["POST"])
@@ -612,7 +616,7 @@ async def test_chunked_body_cut_short_by_eof_is_an_error_not_a_complete_body() -
         bodies.append(await req.body())
         return await w.send()
 
-    out = await TestClient(endpoint).raw(
+    out = await AsyncTestClient(endpoint).raw(
         b"POST / HTTP/1.1\r\nHost: example.org\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
     )
     [resp] = parse_responses(out, ["POST"])
@@ -627,7 +631,7 @@ async def test_headers_set_before_a_glitch_are_kept() -> None:
         w.insert_header("access-control-allow-origin", "https://app.example")
         raise Glitch.bad_request()
 
-    out = await TestClient(endpoint).raw(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    out = await AsyncTestClient(endpoint).raw(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
     [resp] = parse_responses(out)
     assert resp.status == 400
     assert resp.headers["access-control-allow-origin"] == "https://app.example"
@@ -639,5 +643,5 @@ async def test_unknown_status_code_has_an_empty_reason_phrase() -> None:
         w.set_status(299)
         return await w.send()
 
-    out = await TestClient(endpoint).raw(REQUEST)
+    out = await AsyncTestClient(endpoint).raw(REQUEST)
     assert masked(out) == b"HTTP/1.1 299 \r\ndate: <DATE>\r\ncontent-length: 0\r\n\r\n"

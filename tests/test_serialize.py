@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tophat import Request, ResponseWriter, ResponseWritten
-from tophat.testing import TestClient
+from tophat.testing import AsyncTestClient
 
 TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=1, max_size=12)
 VALUE = st.text(alphabet=string.ascii_letters + string.digits + " ,;=/.:-", max_size=20).map(
@@ -68,7 +68,7 @@ async def test_responses_are_byte_identical_to_h11(
     if client_close:
         request += "Connection: close\r\n"
     request += "\r\n"
-    ours = await TestClient(endpoint).raw(request.encode())
+    ours = await AsyncTestClient(endpoint).raw(request.encode())
 
     # The same response through h11, after the same request, with the Date we sent.
     date = ours.split(b"\r\ndate: ", 1)[1].split(b"\r\n", 1)[0]
@@ -101,7 +101,7 @@ async def test_host_fields_go_first_as_h11_writes_them() -> None:
         return await w.send()
 
     request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-    ours = await TestClient(endpoint).raw(request)
+    ours = await AsyncTestClient(endpoint).raw(request)
     date = ours.split(b"\r\ndate: ", 1)[1].split(b"\r\n", 1)[0]
     conn = h11.Connection(h11.SERVER)
     conn.receive_data(request)

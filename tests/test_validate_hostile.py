@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts
 from tophat.parsers.events import Head
 from tophat.server.validate import Fields, _valid_host, check_request
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 # Limits wide enough that only the target check decides (the sizes below exceed the defaults).
 WIDE = ServerOpts(max_target_length=1 << 20, max_head_size=1 << 21)
@@ -187,7 +187,7 @@ HOSTILE = b"GET http://" + b"a" * 8100 + b"# HTTP/1.1\r\nHost: x\r\n\r\n"
 BENIGN = b"GET http://" + b"a" * 8100 + b"/ HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-async def best_exchange_time(client: TestClient, data: bytes, runs: int = 3) -> float:
+async def best_exchange_time(client: AsyncTestClient, data: bytes, runs: int = 3) -> float:
     best = float("inf")
     for _ in range(runs):
         start = time.perf_counter()
@@ -197,7 +197,7 @@ async def best_exchange_time(client: TestClient, data: bytes, runs: int = 3) -> 
 
 
 async def test_long_absolute_form_target_with_a_fragment_is_refused_promptly() -> None:
-    client = TestClient(echo_target)
+    client = AsyncTestClient(echo_target)
     [resp] = parse_responses(await client.raw(HOSTILE))
     assert (resp.status, resp.headers["connection"]) == (400, "close")
     [served] = parse_responses(await client.raw(BENIGN))
@@ -211,7 +211,7 @@ async def test_long_absolute_form_target_with_a_fragment_is_refused_promptly() -
 async def test_long_valid_absolute_form_target_is_served_then_the_next_request() -> None:
     target = b"http://example.com/" + b"a" * 60_000 + b"?" + b"q" * 1000
     request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target
-    client = TestClient(echo_target, WIDE)
+    client = AsyncTestClient(echo_target, WIDE)
     with anyio.fail_after(2):
         out = await client.raw(request + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
     first, second = parse_responses(out, ["GET", "GET"])

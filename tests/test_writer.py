@@ -1,6 +1,6 @@
 """ResponseWriter on the wire: what each setter puts in the bytes the server writes.
 
-Every test drives ``accept`` through ``tophat.testing.TestClient`` with raw request bytes and
+Every test drives ``accept`` through ``tophat.testing.AsyncTestClient`` with raw request bytes and
 asserts on the exact response bytes (Date value masked) or on the parsed response.
 """
 
@@ -26,7 +26,7 @@ from tophat import (
     ServerSentEvent,
 )
 from tophat.http.headers import Field
-from tophat.testing import TestClient, parse_responses
+from tophat.testing import AsyncTestClient, parse_responses
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 HEAD = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -57,7 +57,7 @@ def endpoint_of(prepare: Handler, written: list[ResponseWritten] | None = None) 
 
 
 async def serve(prepare: Handler, request: bytes | list[bytes] = GET, **opts: Any) -> bytes:
-    return await TestClient(endpoint_of(prepare), ServerOpts(**opts)).raw(request)
+    return await AsyncTestClient(endpoint_of(prepare), ServerOpts(**opts)).raw(request)
 
 
 async def pieces(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -479,7 +479,7 @@ async def test_second_send_raises_and_sends_nothing() -> None:
             errors.append(exc)
         return done
 
-    out = await TestClient(endpoint).raw(GET + FOLLOW_UP)
+    out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert len(errors) == 2
     assert [r.body for r in parse_responses(out)] == [b"once", b"once"]
 
@@ -491,7 +491,7 @@ async def test_response_written_reports_status_and_body_bytes() -> None:
         w.set_status(201)
         w.set_body(b"hello")
 
-    await TestClient(endpoint_of(prepare, written)).raw(GET)
+    await AsyncTestClient(endpoint_of(prepare, written)).raw(GET)
     [done] = written
     assert (done.status, done.bytes_written) == (201, 5)
 
@@ -502,7 +502,7 @@ async def test_response_written_counts_body_bytes_without_chunk_framing() -> Non
     def prepare(req: Request, w: ResponseWriter) -> None:
         w.set_body(pieces(b"abc", b"defg"))
 
-    await TestClient(endpoint_of(prepare, written)).raw(GET)
+    await AsyncTestClient(endpoint_of(prepare, written)).raw(GET)
     assert written[0].bytes_written == 7
 
 
@@ -513,7 +513,7 @@ async def test_response_written_counts_zero_bytes_for_head(streamed: bool) -> No
     def prepare(req: Request, w: ResponseWriter) -> None:
         w.set_body(pieces(b"hello") if streamed else b"hello")
 
-    await TestClient(endpoint_of(prepare, written)).raw(HEAD)
+    await AsyncTestClient(endpoint_of(prepare, written)).raw(HEAD)
     assert (written[0].status, written[0].bytes_written) == (200, 0)
 
 
@@ -524,7 +524,7 @@ async def test_response_written_counts_zero_bytes_for_204() -> None:
         w.set_status(204)
         w.set_body(b"hello")
 
-    await TestClient(endpoint_of(prepare, written)).raw(GET)
+    await AsyncTestClient(endpoint_of(prepare, written)).raw(GET)
     assert (written[0].status, written[0].bytes_written) == (204, 0)
 
 
@@ -537,7 +537,7 @@ async def test_response_written_headers_are_the_headers_sent() -> None:
         w.insert_header("Content-Length", "99")  # ignored on the wire, so not "sent" either
         w.set_body(b"hello")
 
-    out = await TestClient(endpoint_of(prepare, written)).raw(GET)
+    out = await AsyncTestClient(endpoint_of(prepare, written)).raw(GET)
     [resp] = parse_responses(out)
     sent = [(name.lower(), value) for name, value in written[0].headers]
     assert sent == [(name.lower(), value) for name, value in resp.headers]

@@ -2,9 +2,9 @@
 
 Raw bytes in, raw bytes out::
 
-    from tophat.testing import TestClient
+    from tophat.testing import AsyncTestClient
 
-    client = TestClient(app)
+    client = AsyncTestClient(app)
     out = await client.raw(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
     assert out.startswith(b"HTTP/1.1 200 OK\\r\\n")
 
@@ -33,7 +33,13 @@ from tophat.server.connection import accept
 from tophat.server.opts import ServerOpts
 from tophat.server.stream import StreamClosed
 
-__all__ = ["MemoryStream", "TestClient", "TestResponse", "memory_stream_pair", "parse_responses"]
+__all__ = [
+    "AsyncTestClient",
+    "MemoryStream",
+    "TestResponse",
+    "memory_stream_pair",
+    "parse_responses",
+]
 
 
 class _Pipe:
@@ -194,7 +200,7 @@ def parse_responses(data: bytes, methods: Sequence[str] = ("GET",)) -> list[Test
         i += 1
 
 
-class TestClient:
+class AsyncTestClient:
     """Drive an endpoint through ``accept`` over an in-memory stream.
 
     Each call serves one fresh connection: the request bytes are queued, the client side is

@@ -89,9 +89,9 @@ middleware = chain(
 
 def mint_cookie() -> str:
     """A ``Cookie`` header value for ``middleware``: the one ``/login`` sets."""
-    from tophat.testing import TestClient
+    from tophat.testing import AsyncTestClient
 
-    resp = asyncio.run(TestClient(middleware).get("/login"))
+    resp = asyncio.run(AsyncTestClient(middleware).get("/login"))
     set_cookie = resp.headers.get("set-cookie")
     if resp.status != 200 or not set_cookie:
         raise SystemExit(f"/login answered {resp.status} without a cookie")
