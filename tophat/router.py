@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import quote, unquote
 
 from tophat._trie import (
@@ -57,6 +57,47 @@ _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §9.1: method 
 _RESERVED = re.compile(r"(?:^|/)[:*]__")  # router-internal parameter names (see mount)
 _ANY = "*"  # the method of a mount's routes: every method (user methods are checked tokens,
 # and "*" is a token too, so at() refuses it below)
+
+
+class _Verb:
+    """A router's ``get``, ``post``, ...: ``router.get(pattern, endpoint)`` adds a route and
+    returns it; ``@router.get(pattern)`` adds the function below it and returns it unchanged.
+
+    A descriptor rather than seven pairs of overloaded methods: the decorator returns exactly
+    the type it was given (a TypeVar bound to ``Endpoint``), so a decorated handler stays typed
+    under ``mypy --strict`` and one that is not an endpoint is refused where it is decorated.
+    """
+
+    __slots__ = ("method", "router")
+
+    def __init__(self, method: str, router: Router | None = None) -> None:
+        self.method = method
+        self.router = router
+
+    def __get__(self, router: Router | None, owner: type[Router] | None = None) -> _Verb:
+        return self if router is None else _Verb(self.method, router)
+
+    @overload
+    def __call__(self, pattern: str, *, name: str | None = None) -> Callable[[E], E]: ...
+    @overload
+    def __call__(self, pattern: str, endpoint: Endpoint, *, name: str | None = None) -> Route: ...
+    def __call__(
+        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
+    ) -> Route | Callable[[E], E]:
+        router, method = self.router, self.method
+        if router is None:
+            raise TypeError(f"call it on a router: router.{method.lower()}(pattern, ...)")
+        if endpoint is not None:
+            return router.at(method, pattern, endpoint, name=name)
+
+        def register(endpoint: E) -> E:
+            router.at(method, pattern, endpoint, name=name)
+            return endpoint
+
+        return register
+
+    def __repr__(self) -> str:
+        return f"<Router.{self.method.lower()}>"
 
 
 class Router:
@@ -171,53 +212,14 @@ class Router:
                 self._static[pattern] = node.leaf
         return node.leaf
 
-    def _decorator(self, method: str, pattern: str, name: str | None) -> Callable[[E], E]:
-        def register(endpoint: E) -> E:
-            self.at(method, pattern, endpoint, name=name)
-            return endpoint
-
-        return register
-
-    def get(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        """``router.get(path, endpoint)``, or ``@router.get(path)`` as a decorator."""
-        return self._add("GET", pattern, endpoint, name)
-
-    def post(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        return self._add("POST", pattern, endpoint, name)
-
-    def put(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        return self._add("PUT", pattern, endpoint, name)
-
-    def patch(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        return self._add("PATCH", pattern, endpoint, name)
-
-    def delete(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        return self._add("DELETE", pattern, endpoint, name)
-
-    def options(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        return self._add("OPTIONS", pattern, endpoint, name)
-
-    def head(
-        self, pattern: str, endpoint: Endpoint | None = None, *, name: str | None = None
-    ) -> Any:
-        return self._add("HEAD", pattern, endpoint, name)
-
-    def _add(self, method: str, pattern: str, endpoint: Endpoint | None, name: str | None) -> Any:
-        if endpoint is None:
-            return self._decorator(method, pattern, name)
-        return self.at(method, pattern, endpoint, name=name)
+    # ``router.get(pattern, endpoint)`` or ``@router.get(pattern)``: see _Verb.
+    get = _Verb("GET")
+    post = _Verb("POST")
+    put = _Verb("PUT")
+    patch = _Verb("PATCH")
+    delete = _Verb("DELETE")
+    options = _Verb("OPTIONS")
+    head = _Verb("HEAD")
 
     def mount(self, prefix: str, endpoint: Endpoint) -> None:
         """Send every request under ``prefix`` (any method) to ``endpoint``.
