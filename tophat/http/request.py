@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from tophat.http.charset import charset
+from tophat.http.cookies import Cookies, parse_cookies
 from tophat.http.headers import Headers
 
 __all__ = ["DATA_KEY", "NEVER_DISCONNECTED", "NEVER_STOPPING", "Query", "Request", "Stopping"]
@@ -135,6 +136,7 @@ class Request:
     __slots__ = (
         "_body",
         "_consumed",
+        "_cookies",
         "_host",
         "_path",
         "_query",
@@ -187,6 +189,7 @@ class Request:
         ).partition("?")
         self.raw_path = path
         self._query: Query | None = None
+        self._cookies: Cookies | None = None
         self.root_path = ""
         if isinstance(body, bytes):
             self._body: bytes | None = body
@@ -218,6 +221,17 @@ class Request:
         if self._query is None:
             self._query = Query(self.query_string)
         return self._query
+
+    @property
+    def cookies(self) -> Cookies:
+        """The request's cookies, ``name -> value``, read from every ``Cookie`` field once.
+
+        A malformed pair is dropped alone; where a name repeats, the first wins
+        (``cookies.get_all(name)`` gives every value). See ``tophat.http.cookies``.
+        """
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.headers.get_all("cookie"))
+        return self._cookies
 
     @property
     def host(self) -> str | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json as _json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from tophat.http import cookies as _cookies
 from tophat.http.headers import Field, Headers
 
 __all__ = ["Response", "ResponseWriter", "ResponseWritten", "ServerSentEvent"]
@@ -142,6 +144,86 @@ class ResponseWriter:
     def append_header(self, name: str, value: str) -> None:
         """Add a header value, keeping existing ones (e.g. several ``Set-Cookie``)."""
         self.response.headers.add(name, value)
+
+    # -- cookies (tophat/http/cookies.py builds and checks them) ------------------------------
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        *,
+        max_age: int | timedelta | None = None,
+        expires: datetime | float | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = True,
+        httponly: bool = True,
+        samesite: _cookies.SameSite | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Set a cookie: one ``Set-Cookie`` field line, replacing one this response already
+        sets under ``name`` (RFC 6265bis §4.1.1). Secure by default: ``Secure``, ``HttpOnly``,
+        ``SameSite=Lax``, ``Path=/``; turning one off is explicit.
+
+        Args:
+            name: an RFC 9110 token. ``__Host-`` names need ``secure``, ``path="/"`` and no
+                ``domain``; ``__Secure-`` names need ``secure`` (RFC 6265bis §4.1.3).
+            value: printable US-ASCII without space, ``"``, ``,``, ``;`` and ``\\``
+                (optionally wrapped in one pair of ``"``); encode anything else first.
+            max_age: lifetime in seconds (or a timedelta); ``None`` for a session cookie.
+            expires: an aware datetime or epoch seconds, sent as an IMF-fixdate.
+            path, domain: scope. ``domain=None`` makes a host-only cookie (the safest).
+            secure, httponly, samesite, partitioned: the attributes of those names;
+                ``samesite=None`` sends no SameSite attribute.
+
+        Raises:
+            ValueError: naming the rule broken: the name, the value's characters, name and
+                value over 4096 bytes, path or domain over 1024 bytes or with characters
+                they cannot hold, ``samesite="none"`` or ``partitioned`` without ``secure``,
+                a prefix whose attributes are missing, a naive datetime, a negative max_age.
+        """
+        line = _cookies.set_cookie_line(
+            name,
+            value,
+            max_age=max_age,
+            expires=expires,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+            partitioned=partitioned,
+        )
+        _cookies.put_set_cookie(self.response.headers, name, line)
+
+    def delete_cookie(
+        self,
+        name: str,
+        *,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = True,
+        httponly: bool = True,
+        samesite: _cookies.SameSite | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Remove a cookie from the browser: empty value, ``Max-Age=0``, ``Expires`` at the
+        epoch. Pass the ``path``, ``domain`` and ``partitioned`` it was set with (the browser
+        replaces only the cookie they match) and keep ``secure`` for prefixed names.
+
+        Raises:
+            ValueError: as :meth:`set_cookie`.
+        """
+        line = _cookies.delete_cookie_line(
+            name,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+            partitioned=partitioned,
+        )
+        _cookies.put_set_cookie(self.response.headers, name, line)
 
     # -- body ---------------------------------------------------------------------------------
 

@@ -15,13 +15,23 @@
 
 Secure by default: ``HttpOnly``, ``Secure``, ``SameSite=Lax``. Expiry is enforced on the server
 from the signed timestamp, whatever the browser sends back; a tampered, truncated, expired or
-foreign-key cookie is simply "anonymous" (never a 500), the reason logged at debug level.
+foreign-key cookie is simply "anonymous" (never a 500), the reason logged at debug level. The
+cookie is written with ``ResponseWriter.set_cookie`` / ``delete_cookie`` and read from
+``req.cookies`` (``tophat/http/cookies.py``): one cookie writer, one set of checks.
 
 The cookie is named ``__Host-tophat-auth`` by default (``__Secure-`` or no prefix when the
 attributes forbid ``__Host-``; see :class:`Identity`), so no sibling subdomain or plain-http
 page can plant one beside it. Should a request still carry several cookies of that name that
 verify for *different* users (cookie tossing), nobody is logged in, and one line is logged at
 info level per such request.
+
+Stateless by default: a signed cookie stays valid until it expires, even after ``forget``
+(someone who copied it can replay it). For logout that holds, give a ``session_check``: login
+puts a session token of yours in the signed cookie (``set_auth_token(user, w,
+session=...)``), and every request's ``(user, session)`` is checked against your store (a
+session table, a per-user session version for "log out everywhere"), which every worker and
+machine shares. Verdicts are cached per worker for ``session_check_ttl`` seconds (0: ask
+every time), in a bounded LRU, so the store is asked once per session per ttl.
 
 Keys are refused at construction when shorter than 32 bytes or predictable: a conservative
 entropy estimate (repeats, sequences, keyboard runs and placeholder words count for a few
@@ -35,68 +45,43 @@ cookie would survive logout.
 
 from __future__ import annotations
 
-import hashlib
+import inspect
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from email.utils import formatdate
-from http.cookies import CookieError, Morsel
 from typing import Literal
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-
 from tophat.glitch import Glitch
+from tophat.http.cookies import MAX_COOKIE_SIZE, prefix_problem, set_cookie_line
 from tophat.http.endpoint import Endpoint
 from tophat.http.request import Request
 from tophat.http.writer import ResponseWriter, ResponseWritten
 from tophat.middleware import Middleware, vary_hook
+from tophat.middleware._identity_logins import Login, SignedLogins, Verdicts
 from tophat.middleware._key_strength import key_bytes as _key_bytes
 
-__all__ = ["USER_KEY", "Identity"]
+__all__ = ["MAX_COOKIE_SIZE", "SESSION_KEY", "USER_KEY", "Identity", "SessionCheck"]
 
 log = logging.getLogger("tophat.identity")
 
 #: ``req.ext`` key where ``Identity.middleware`` puts the authorized user (or None).
 USER_KEY = "tophat.identity.user"
+#: ``req.ext`` key of the authorized user's session token (None without one).
+SESSION_KEY = "tophat.identity.session"
 _SIGNED_AT_KEY = "tophat.identity.signed_at"
 
-# RFC 6265 §6.1: browsers must support at least 4096 bytes per cookie (name, value and
-# attributes); Chromium refuses a larger one outright. We refuse it when it is set.
-MAX_COOKIE_SIZE = 4096
-_VERIFIED_CACHE_SIZE = 1024
-# RFC 6265bis §5.6: a user agent ignores an attribute value longer than 1024 octets.
-_MAX_ATTRIBUTE_SIZE = 1024
-# A browser sends a few cookies of one name at most (one per matching path, domain and
-# partition); more are an attack, refused before any signature is checked.
-_MAX_SAME_NAME = 8
-
-
-# RFC 6265bis §4.1.3: user agents store a cookie whose name starts with one of these prefixes
-# (matched case-insensitively) only when its attributes satisfy the prefix; otherwise they drop
-# it silently. A __Host- cookie cannot be set by a sibling subdomain, a parent domain or a
-# plain-http page, so nobody can toss one beside ours.
-def _secure_prefix_allowed(secure: bool, path: str, domain: str | None) -> bool:
-    return secure
-
-
-def _host_prefix_allowed(secure: bool, path: str, domain: str | None) -> bool:
-    return secure and path == "/" and not domain
-
-
-_PREFIXES: dict[str, tuple[str, Callable[[bool, str, str | None], bool]]] = {
-    # prefix (lower-case): (what it requires, in words; the check)
-    "__secure-": ("secure=True", _secure_prefix_allowed),
-    "__host-": ("secure=True, path='/' and no domain", _host_prefix_allowed),
-}
+#: ``check(user, session)``: True while that login stands, False once revoked. Sync or async.
+SessionCheck = Callable[[str, str], bool | Awaitable[bool]]
 _DEFAULT_NAME = "tophat-auth"
+_ANONYMOUS = (None, 0.0, None)
 
 
 def _default_cookie_name(secure: bool, path: str, domain: str | None) -> str:
-    """The strongest prefix the attributes allow: __Host-, else __Secure-, else none."""
+    """The strongest prefix the attributes allow (RFC 6265bis §4.1.3): __Host-, else
+    __Secure-, else none."""
     for prefix in ("__Host-", "__Secure-"):
-        if _PREFIXES[prefix.lower()][1](secure, path, domain):
+        if prefix_problem(prefix, secure=secure, path=path, domain=domain) is None:
             return prefix + _DEFAULT_NAME
     return _DEFAULT_NAME
 
@@ -132,12 +117,23 @@ class Identity:
             mint identity cookies.
         rolling: re-issue the cookie when more than half of ``max_age`` has passed, so active
             users stay logged in.
+        session_check: ``check(user, session) -> bool`` (or an async one): True while the
+            login stands. With it, every login must carry ``session=`` and a cookie without
+            one is anonymous; a check that returns anything but a true value refuses the
+            login, and one that raises fails the request (a 500): a store that cannot
+            answer lets nobody in. An async check needs :attr:`middleware` (or
+            :attr:`required`) in front of the endpoints that read the user.
+        session_check_ttl: seconds a verdict is reused by this worker (0: check on every
+            request). A revocation holds everywhere within this time; :meth:`invalidate`
+            makes it immediate on the worker that revoked.
+        session_cache_size: how many ``(user, session)`` verdicts a worker keeps (LRU).
 
     Raises:
         ValueError: for an empty, short or predictable key (see ``_key_strength.py``),
             ``same_site="none"`` or ``partitioned`` without ``secure``, a bad cookie name, a
-            prefixed name whose attributes forbid the prefix, or a path or domain over 1024
-            bytes.
+            prefixed name whose attributes forbid the prefix, a path or domain over 1024
+            bytes or with characters a cookie attribute cannot hold, a negative ttl or a
+            cache size under 1.
     """
 
     def __init__(
@@ -154,6 +150,9 @@ class Identity:
         partitioned: bool = False,
         salt: str = "tophat.identity",
         rolling: bool = False,
+        session_check: SessionCheck | None = None,
+        session_check_ttl: float = 5.0,
+        session_cache_size: int = 4096,
     ) -> None:
         keys = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
         if not keys:
@@ -161,186 +160,176 @@ class Identity:
         key_bytes = [_key_bytes(k) for k in keys]
         if same_site not in ("lax", "strict", "none"):
             raise ValueError("same_site must be 'lax', 'strict' or 'none'")
-        if same_site == "none" and not secure:
-            raise ValueError("same_site='none' requires secure=True (browsers reject it otherwise)")
-        if partitioned and not secure:
-            raise ValueError("partitioned=True requires secure=True (CHIPS cookies must be Secure)")
         if cookie_name is None:
             cookie_name = _default_cookie_name(secure, path, domain)
-        for prefix, (requires, allowed) in _PREFIXES.items():
-            if cookie_name.lower().startswith(prefix) and not allowed(secure, path, domain):
-                raise ValueError(
-                    f"cookie_name {cookie_name!r} has the {prefix!r} prefix, which requires "
-                    f"{requires} (RFC 6265bis §4.1.3; browsers drop the cookie otherwise): "
-                    "change those options or leave cookie_name out to get the default"
-                )
-        for attribute, value in (("path", path), ("domain", domain or "")):
-            if len(value.encode()) > _MAX_ATTRIBUTE_SIZE:
-                raise ValueError(
-                    f"{attribute} is over {_MAX_ATTRIBUTE_SIZE} bytes: browsers ignore such an "
-                    "attribute (RFC 6265bis §5.6), so the cookie would not be scoped as asked"
-                )
-        probe: Morsel[str] = Morsel()
-        try:
-            probe.set(cookie_name, "", "")
-        except CookieError:
-            raise ValueError(
-                f"cookie_name {cookie_name!r} is not a valid cookie name; use letters, digits "
-                "and '-' or '_' (e.g. 'auth')"
-            ) from None
         self.cookie_name = cookie_name
-        self.max_age = int(max_age.total_seconds()) if isinstance(max_age, timedelta) else max_age
-        if self.max_age <= 0:
-            raise ValueError("max_age must be positive")
         self.path = path
         self.domain = domain
         self.secure = secure
         self.http_only = http_only
         self.same_site = same_site
         self.partitioned = partitioned
-        self.rolling = rolling
-        # Cookies whose signature verified: value -> (user, signed at). Bounded, least recently
-        # used dropped first; only genuine cookies enter, so clients cannot fill it with junk.
-        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        # itsdangerous takes keys oldest to newest and signs with the last one.
-        self._serializer = URLSafeTimedSerializer(
-            list(reversed(key_bytes)),
-            salt=salt,
-            signer_kwargs={"digest_method": hashlib.sha256},
+        # Every rule set_cookie enforces (name, prefix, attributes), checked now rather than
+        # at the first login; the ValueError names the rule.
+        set_cookie_line(
+            cookie_name,
+            "",
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=http_only,
+            samesite=same_site,
+            partitioned=partitioned,
         )
+        self.max_age = int(max_age.total_seconds()) if isinstance(max_age, timedelta) else max_age
+        if self.max_age <= 0:
+            raise ValueError("max_age must be positive")
+        self.rolling = rolling
+        self.session_check = session_check
+        self._verdicts = Verdicts(session_check_ttl, session_cache_size)
+        self._logins = SignedLogins(key_bytes, salt=salt, max_age=self.max_age)
 
     # -- cookies ------------------------------------------------------------------------------
 
-    def _set_cookie(self, w: ResponseWriter, value: str, max_age: int) -> None:
-        morsel: Morsel[str] = Morsel()
-        morsel.set(self.cookie_name, value, value)
-        morsel["path"] = self.path
-        if self.domain:
-            morsel["domain"] = self.domain
-        morsel["max-age"] = str(max_age)
-        # Expires too, for old clients; a removal dates it at the epoch (RFC 6265 §3.1).
-        morsel["expires"] = formatdate(time.time() + max_age if max_age else 0, usegmt=True)
-        morsel["secure"] = self.secure
-        morsel["httponly"] = self.http_only
-        morsel["samesite"] = self.same_site.capitalize()
-        header = morsel.OutputString()
-        if self.partitioned:
-            header += "; Partitioned"  # CHIPS; http.cookies knows it only from Python 3.14
-        if len(header.encode()) > MAX_COOKIE_SIZE:
-            raise ValueError(
-                f"the identity cookie would be {len(header)} bytes; browsers drop cookies over "
-                f"{MAX_COOKIE_SIZE} bytes, so keep the user identifier short"
-            )
-        # One Set-Cookie per name per response (RFC 6265 §4.1.1): a logout after a rolling
-        # refresh, or a second login, replaces what this response already carried.
-        h = w.response.headers
-        others = [v for v in h.get_all("set-cookie") if not v.startswith(self.cookie_name + "=")]
-        h.remove("set-cookie")
-        for value in [*others, header]:
-            h.add("set-cookie", value)
+    def set_auth_token(self, user: str, w: ResponseWriter, *, session: str | None = None) -> None:
+        """Log ``user`` in: set the signed cookie on the response.
 
-    def set_auth_token(self, user: str, w: ResponseWriter) -> None:
-        """Log ``user`` in: set the signed cookie on the response."""
+        Args:
+            session: your token for this login (a session id your store keeps, or a per-user
+                session version), signed into the cookie and passed to ``session_check``.
+                Required when there is a ``session_check``.
+
+        Raises:
+            ValueError: for an empty user or session, a missing session, or a cookie over
+                4096 bytes.
+        """
         if not isinstance(user, str) or not user:
             raise ValueError("user must be a non-empty string")
-        self._set_cookie(w, self._serializer.dumps(user), self.max_age)
+        if session is None and self.session_check is not None:
+            raise ValueError(
+                "this Identity has a session_check: pass session= (the token your check "
+                "looks up) to set_auth_token"
+            )
+        if session is not None and (not isinstance(session, str) or not session):
+            raise ValueError("session must be a non-empty string")
+        token = self._logins.sign(user, session)
+        size = len(self.cookie_name) + len(token)
+        if size > MAX_COOKIE_SIZE:  # RFC 6265bis §5.6: browsers ignore a larger cookie
+            raise ValueError(
+                f"the identity cookie would be {size} bytes (name and value); browsers drop "
+                f"cookies over {MAX_COOKIE_SIZE} bytes, so keep the user identifier and the "
+                "session short"
+            )
+        # Expires too, for clients that know only Expires.
+        w.set_cookie(
+            self.cookie_name,
+            token,
+            max_age=self.max_age,
+            expires=time.time() + self.max_age,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.http_only,
+            samesite=self.same_site,
+            partitioned=self.partitioned,
+        )
 
     def forget(self, w: ResponseWriter) -> None:
-        """Log out: expire the cookie, with the same name, path, domain and attributes."""
-        self._set_cookie(w, "", 0)
+        """Log out: expire the cookie, with the same name, path, domain and attributes.
 
-    def _cookie_values(self, req: Request) -> list[str]:
-        # RFC 6265 §5.4: "name=value" pairs separated by "; ". Several cookies may share our
-        # name (other paths, partitioned and not): we try each.
-        out = []
-        for header in req.headers.get_all("cookie"):
-            for pair in header.split(";"):
-                name, sep, value = pair.strip().partition("=")
-                if sep and name.strip() == self.cookie_name:
-                    out.append(value.strip().strip('"'))
-        return out
+        With a ``session_check``, also revoke the session in your store (and call
+        :meth:`invalidate`): the cookie a client copied stays signed until it expires.
+        """
+        w.delete_cookie(
+            self.cookie_name,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.http_only,
+            samesite=self.same_site,
+            partitioned=self.partitioned,
+        )
 
-    def _check(self, value: str) -> tuple[str, float] | None:
-        """The (user, signed at) a cookie value proves, or None (the reason logged at debug)."""
-        verified = self._verified
-        hit = verified.get(value)
-        if hit is not None:
-            # A cookie whose signature we checked before: only its age can have changed.
-            # (Checking the HMAC, base64 and JSON again cost half of a request's time.)
-            if 0 <= time.time() - hit[1] <= self.max_age:
-                verified.move_to_end(value)
-                return hit
-            del verified[value]
-            log.debug("identity cookie expired")
-            return None
-        try:
-            user, signed_at = self._serializer.loads(
-                value, max_age=self.max_age, return_timestamp=True
-            )
-        except SignatureExpired:
-            log.debug("identity cookie expired")
-        except BadSignature:
-            log.debug("identity cookie has a bad signature (tampered, truncated or old key)")
-        except Exception as exc:  # malformed payloads must never become a 500
-            log.debug("identity cookie could not be read: %r", exc)
-        else:
-            if isinstance(user, str) and user:
-                verified[value] = hit = (user, signed_at.timestamp())
-                if len(verified) > _VERIFIED_CACHE_SIZE:
-                    verified.popitem(last=False)
-                return hit
-            log.debug("identity cookie holds no user")
-        return None
+    def invalidate(self, user: str, session: str | None = None) -> None:
+        """Drop this worker's cached verdicts for ``user`` (one ``session``, or all), so a
+        revocation you just stored holds here on the next request. Other workers see it
+        within ``session_check_ttl``."""
+        self._verdicts.drop(user, session)
 
-    def _verify(self, req: Request) -> tuple[str | None, float]:
-        # Cookie tossing: a sibling subdomain, a parent domain or a plain-http page of this
-        # host can set a cookie of our name (the Cookie header says nothing of where a cookie
-        # came from, RFC 6265bis §8.6), with a longer Path so that it is sent first. Taking the
-        # first valid one would log a victim in as the attacker. Cookies that verify but name
-        # different users are ambiguous: nobody is logged in. One that does not verify names
-        # nobody and is ignored (so a tossed junk cookie cannot log anyone out).
-        values = self._cookie_values(req)
-        if len(values) == 1:  # the usual case: nothing to compare
-            return self._check(values[0]) or (None, 0.0)
-        if len(values) > _MAX_SAME_NAME:
-            log.info(
-                "identity ambiguous: %d cookies named %s (more than %d); treated as anonymous",
-                len(values),
-                self.cookie_name,
-                _MAX_SAME_NAME,
-            )
-            return None, 0.0
-        found: dict[str, float] = {}
-        for value in values:
-            hit = self._check(value)
-            if hit is not None:
-                found[hit[0]] = max(hit[1], found.get(hit[0], 0.0))  # the newest login
-        if len(found) > 1:
-            log.info(
-                "identity ambiguous: %d valid cookies named %s name %d different users "
-                "(cookie tossing?); treated as anonymous",
-                len(values),
-                self.cookie_name,
-                len(found),
-            )
-            return None, 0.0
-        for user, signed_at in found.items():
-            return user, signed_at
-        return None, 0.0
+    # -- server-side revocation ---------------------------------------------------------------
+
+    def _start(self, req: Request) -> tuple[Login | None, tuple[str, str] | None]:
+        """The login the cookies prove, and the (user, session) the check must still be asked
+        about (None: no check, or a verdict cached). A refused login comes back as None."""
+        login = self._logins.among(req.cookies.get_all(self.cookie_name), self.cookie_name)
+        if login is None or self.session_check is None:
+            return login, None
+        if login.session is None:
+            log.debug("identity cookie carries no session, and a session_check is set")
+            return None, None
+        key = (login.user, login.session)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            return login, key
+        return (login if verdict else None), None
+
+    def _settle(
+        self, req: Request, login: Login | None, key: tuple[str, str] | None, result: object
+    ) -> None:
+        if key is not None and not self._verdicts.put(key, result):
+            login = None
+        req.ext[USER_KEY], req.ext[_SIGNED_AT_KEY], req.ext[SESSION_KEY] = login or _ANONYMOUS
+
+    async def _resolve(self, req: Request) -> None:
+        """Read the identity into ``req.ext``, awaiting an async session check."""
+        if _SIGNED_AT_KEY in req.ext:
+            return
+        login, key = self._start(req)
+        result: object = None
+        check = self.session_check
+        if key is not None and check is not None:
+            result = check(*key)
+            if inspect.isawaitable(result):
+                result = await result
+        self._settle(req, login, key, result)
 
     def authorized_user(self, req: Request) -> str | None:
-        """The logged-in user, or None. (Cached on the request once read.)"""
+        """The logged-in user, or None. (Cached on the request once read.)
+
+        Raises:
+            RuntimeError: when an async ``session_check`` has not run for this request
+                (put :attr:`middleware` in front of the endpoint).
+        """
         if _SIGNED_AT_KEY not in req.ext:
-            req.ext[USER_KEY], req.ext[_SIGNED_AT_KEY] = self._verify(req)
+            login, key = self._start(req)
+            result: object = None
+            check = self.session_check
+            if key is not None and check is not None:
+                result = check(*key)
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()  # it will never be awaited: no "never awaited" warning
+                    raise RuntimeError(
+                        "Identity's session_check is async: put identity.middleware in front "
+                        "of this endpoint (it awaits the check before the endpoint runs)"
+                    )
+            self._settle(req, login, key, result)
         user: str | None = req.ext[USER_KEY]
         return user
+
+    def authorized_session(self, req: Request) -> str | None:
+        """The session token of the logged-in user's cookie (None when anonymous or when the
+        login carries none): what logout revokes in your store."""
+        self.authorized_user(req)
+        session: str | None = req.ext[SESSION_KEY]
+        return session
 
     # -- middleware ---------------------------------------------------------------------------
 
     @property
     def middleware(self) -> Middleware:
-        """Reads the identity for every request: ``identity.authorized_user(req)`` in
-        endpoints then costs nothing more.
+        """Reads the identity for every request (awaiting an async ``session_check``):
+        ``identity.authorized_user(req)`` in endpoints then costs nothing more.
 
         Adds ``Vary: Cookie`` (the response depends on who asks) and, with ``rolling``,
         re-issues an ageing cookie.
@@ -348,12 +337,13 @@ class Identity:
 
         def wrap(endpoint: Endpoint) -> Endpoint:
             async def identity_endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
-                user = self.authorized_user(req)
+                await self._resolve(req)
+                user: str | None = req.ext[USER_KEY]
                 w.before_send(_vary_cookie)  # at send time: the endpoint cannot drop it
                 if user is not None and self.rolling:
                     signed_at: float = req.ext[_SIGNED_AT_KEY]
                     if time.time() - signed_at > self.max_age / 2:
-                        self.set_auth_token(user, w)
+                        self.set_auth_token(user, w, session=req.ext[SESSION_KEY])
                 return await endpoint(req, w)
 
             return identity_endpoint
