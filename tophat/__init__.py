@@ -17,7 +17,7 @@ from tophat.http.request import Query, Request, Stopping
 from tophat.http.writer import Response, ResponseWriter, ResponseWritten, ServerSentEvent
 from tophat.runtime.asyncio.server import Server, start_server
 from tophat.runtime.asyncio.server import serve as serve_asyncio
-from tophat.runtime.serve import MissingExtra, Runtime, serve, serve_trio
+from tophat.runtime.serve import Lifespan, LifespanFailed, MissingExtra, Runtime, serve, serve_trio
 from tophat.server.connection import accept
 from tophat.server.opts import ServerOpts
 from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
@@ -29,6 +29,8 @@ __all__ = [
     "Glitch",
     "HeaderError",
     "Headers",
+    "Lifespan",
+    "LifespanFailed",
     "MissingExtra",
     "Phase",
     "Query",

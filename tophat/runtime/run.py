@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from tophat._asynclib import MissingExtra
 from tophat.http.endpoint import Endpoint
+from tophat.server.lifespan import Lifespan
 from tophat.server.opts import ServerOpts
 
 __all__ = ["RUNTIMES", "MissingExtra", "Runtime", "check_runtime", "run_one", "serve_trio"]
@@ -71,10 +72,15 @@ def run_one(
     ssl: SSLContext | None,
     uds: str | None,
     sock: socket.socket | None,
+    lifespan: Lifespan | None = None,
 ) -> None:
-    """Serve in this process on ``runtime`` until a signal stops it."""
+    """Serve in this process on ``runtime`` until a signal stops it.
+
+    Raises:
+        LifespanFailed: the lifespan's setup or teardown raised (already logged).
+    """
     check_runtime(runtime)
-    kw: dict[str, Any] = {"opts": opts, "ssl": ssl, "uds": uds, "sock": sock}
+    kw: dict[str, Any] = {"opts": opts, "ssl": ssl, "uds": uds, "sock": sock, "lifespan": lifespan}
     if runtime == "trio":
         trio = _import_trio()
         trio.run(functools.partial(serve_trio, endpoint, host, port, **kw))

@@ -15,10 +15,20 @@ from ssl import SSLContext
 from tophat.http.endpoint import Endpoint
 from tophat.runtime.limits import raise_fd_limit
 from tophat.runtime.run import RUNTIMES, MissingExtra, Runtime, check_runtime, run_one, serve_trio
+from tophat.server.lifespan import Lifespan, LifespanFailed
 from tophat.server.opts import ServerOpts
 
-# (the names from run.py: tophat/__init__.py and the CLI take them from here)
-__all__ = ["RUNTIMES", "MissingExtra", "Runtime", "check_runtime", "serve", "serve_trio"]
+# (the names from run.py and server/lifespan.py: tophat/__init__.py and the CLI take them here)
+__all__ = [
+    "RUNTIMES",
+    "Lifespan",
+    "LifespanFailed",
+    "MissingExtra",
+    "Runtime",
+    "check_runtime",
+    "serve",
+    "serve_trio",
+]
 
 
 def serve(
@@ -32,6 +42,7 @@ def serve(
     ssl: SSLContext | None = None,
     uds: str | None = None,
     sock: socket.socket | None = None,
+    lifespan: Lifespan | None = None,
 ) -> None:
     """Serve ``endpoint`` until SIGINT or SIGTERM, then stop gracefully. Blocks.
 
@@ -45,9 +56,14 @@ def serve(
         ssl: serve TLS with this context.
         uds: listen on a Unix domain socket at this path instead of host/port.
         sock: an already-bound listening socket to serve instead.
+        lifespan: async setup and teardown (``tophat.Lifespan``), run in every process that
+            serves: its setup before that process accepts a connection, its teardown after the
+            graceful drain.
 
     Raises:
         MissingExtra: when the runtime's package is not installed (the message names the extra).
+        LifespanFailed: a setup or teardown raised (logged with its traceback); with workers, a
+            worker whose setup failed stops them all rather than being restarted.
     """
     check_runtime(runtime)
     if workers < 1:
@@ -55,9 +71,29 @@ def serve(
     # Before forking: workers inherit the limit (it is per process, as is max_connections).
     raise_fd_limit((opts or ServerOpts()).max_connections)
     if workers == 1:
-        run_one(endpoint, host, port, opts=opts, runtime=runtime, ssl=ssl, uds=uds, sock=sock)
+        run_one(
+            endpoint,
+            host,
+            port,
+            opts=opts,
+            runtime=runtime,
+            ssl=ssl,
+            uds=uds,
+            sock=sock,
+            lifespan=lifespan,
+        )
         return
     # (imported here: multiprocessing costs ~4 ms of every ``import tophat`` otherwise)
     from tophat.runtime.workers import supervise
 
-    supervise(endpoint, host, port, opts=opts, runtime=runtime, workers=workers, ssl=ssl, uds=uds)
+    supervise(
+        endpoint,
+        host,
+        port,
+        opts=opts,
+        runtime=runtime,
+        workers=workers,
+        ssl=ssl,
+        uds=uds,
+        lifespan=lifespan,
+    )

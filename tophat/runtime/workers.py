@@ -10,8 +10,15 @@ How the port is shared:
   accepts on the inherited socket.
 
 Workers are forked (the endpoint object is inherited, not re-imported), so this is for POSIX
-systems. The supervisor forwards SIGTERM/SIGINT to the workers, waits for their graceful
-shutdown (``ServerOpts.shutdown_grace`` plus a margin), then kills what is left.
+systems. Each worker runs the lifespan's setup on its own loop before it listens (a pool per
+worker), and its teardown after its drain. A worker whose setup fails exits with
+``EXIT_SETUP_FAILED``, and the supervisor then stops the others and raises ``LifespanFailed``
+rather than restarting a worker that cannot start (gunicorn halts on a worker's boot error
+too); a worker whose teardown fails exits with ``EXIT_TEARDOWN_FAILED``, which the supervisor
+reports the same way once every worker stopped.
+
+The supervisor forwards SIGTERM/SIGINT to the workers, waits for their graceful shutdown
+(``ServerOpts.shutdown_grace`` plus a margin), then kills what is left.
 """
 
 from __future__ import annotations
@@ -22,22 +29,28 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from ssl import SSLContext
+from typing import Literal
 
 from tophat.http.endpoint import Endpoint
 from tophat.runtime.limits import BACKLOG
 from tophat.runtime.run import Runtime, run_one
+from tophat.server.exchange import name_of
+from tophat.server.lifespan import Lifespan, LifespanFailed
 from tophat.server.opts import ServerOpts
 
-__all__ = ["supervise"]
+__all__ = ["EXIT_SETUP_FAILED", "EXIT_TEARDOWN_FAILED", "supervise"]
 
 log = logging.getLogger("tophat.workers")
 
 _RESTART_BACKOFF_MAX = 5.0  # seconds between restarts of a worker that keeps dying at start
 _QUICK_DEATH = 1.0  # a worker that dies sooner than this after starting counts as crashing
+EXIT_SETUP_FAILED = 3  # a worker's exit status when its lifespan's setup raised (as uvicorn's)
+EXIT_TEARDOWN_FAILED = 4  # ... and when its teardown raised
 
 
 def _reuseport_socket(host: str, port: int) -> socket.socket:
@@ -73,16 +86,29 @@ def _worker_main(
     runtime: Runtime,
     ssl: SSLContext | None,
     shared: socket.socket | None,
+    lifespan: Lifespan | None,
 ) -> None:
     # The supervisor's handlers do not belong here; the runtime installs its own.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    sock = shared
-    if sock is None:
-        sock = _reuseport_socket(host, port)
-        sock.listen(BACKLOG)
-    with contextlib.suppress(KeyboardInterrupt):
-        run_one(endpoint, host, port, opts=opts, runtime=runtime, ssl=ssl, uds=None, sock=sock)
+    # Bound, not listening: the server listens once the lifespan's setup is done, so the kernel
+    # sends this worker no connection before it can serve one.
+    sock = shared if shared is not None else _reuseport_socket(host, port)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_one(
+                endpoint,
+                host,
+                port,
+                opts=opts,
+                runtime=runtime,
+                ssl=ssl,
+                uds=None,
+                sock=sock,
+                lifespan=lifespan,
+            )
+    except LifespanFailed as exc:  # (logged where it failed: the status is all that is left)
+        sys.exit(EXIT_SETUP_FAILED if exc.phase == "setup" else EXIT_TEARDOWN_FAILED)
 
 
 def supervise(
@@ -95,8 +121,14 @@ def supervise(
     workers: int,
     ssl: SSLContext | None,
     uds: str | None,
+    lifespan: Lifespan | None = None,
 ) -> None:
-    """Run ``workers`` serving processes until SIGINT/SIGTERM; restart any that dies."""
+    """Run ``workers`` serving processes until SIGINT/SIGTERM; restart any that dies.
+
+    Raises:
+        LifespanFailed: a worker's lifespan setup failed (the others are stopped), or a
+            worker's teardown failed.
+    """
     ctx = multiprocessing.get_context("fork")
     use_reuseport = uds is None and hasattr(socket, "SO_REUSEPORT")
     if use_reuseport:
@@ -121,7 +153,7 @@ def supervise(
     def start() -> BaseProcess:
         proc = ctx.Process(
             target=_worker_main,
-            args=(endpoint, host, port, opts, runtime, ssl, shared),
+            args=(endpoint, host, port, opts, runtime, ssl, shared, lifespan),
             name="tophat-worker",
             daemon=False,
         )
@@ -132,6 +164,7 @@ def supervise(
     procs = [start() for _ in range(workers)]
     started = {p.pid: time.monotonic() for p in procs}
     backoff = 0.0
+    failed: Literal["setup", "teardown"] | None = None
     try:
         while not stopping:
             ready = wait([p.sentinel for p in procs], timeout=0.2)
@@ -141,6 +174,11 @@ def supervise(
                 if proc.sentinel not in ready:
                     continue
                 proc.join()
+                if proc.exitcode == EXIT_SETUP_FAILED:
+                    log.error("worker %d could not start (its lifespan setup failed)", proc.pid)
+                    failed = "setup"
+                    stopping = True
+                    break
                 lived = time.monotonic() - started.pop(proc.pid, 0.0)
                 log.warning(
                     "worker %d exited with %s; starting a replacement", proc.pid, proc.exitcode
@@ -168,7 +206,11 @@ def supervise(
                 log.warning("worker %d did not stop in %.0fs; killing it", proc.pid, grace)
                 proc.kill()
                 proc.join()
+            if proc.exitcode == EXIT_TEARDOWN_FAILED:
+                failed = failed or "teardown"
         anchor.close()
         if uds is not None and os.path.exists(uds):
             os.unlink(uds)
         log.info("supervisor: stopped")
+    if failed is not None:
+        raise LifespanFailed(failed, name_of(lifespan))

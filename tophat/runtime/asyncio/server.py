@@ -26,6 +26,7 @@ from tophat.parsers import preload
 from tophat.runtime.asyncio.connection import Conn
 from tophat.runtime.asyncio.pool import ConnectionPool
 from tophat.runtime.limits import ACCEPT_IGNORED, BACKLOG, AcceptFailures, listen_url
+from tophat.server.lifespan import Lifespan, LifespanScope
 from tophat.server.opts import ServerOpts
 
 __all__ = ["Server", "listen_url", "serve", "start_server"]
@@ -48,6 +49,7 @@ class Server:
         self._acceptors: list[_Acceptor] = []
         self._accept_failures = AcceptFailures()
         self._uds: tuple[str, int] | None = None
+        self._lifespan: LifespanScope | None = None  # entered by start_server, left by shutdown
 
     @property
     def tls(self) -> bool:
@@ -115,7 +117,8 @@ class Server:
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within ``grace``, then close everything.
 
-        Streaming handlers see ``req.stopping`` set and should end their streams.
+        Streaming handlers see ``req.stopping`` set and should end their streams. Then the
+        lifespan's teardown runs (``LifespanFailed`` if it raises).
         """
         pool = self.pool
         if pool.closing:
@@ -144,6 +147,9 @@ class Server:
             conn.end_linger()
         if self._server is not None:
             await self._server.wait_closed()
+        lifespan, self._lifespan = self._lifespan, None
+        if lifespan is not None:
+            await lifespan.__aexit__(None, None, None)
 
 
 class _Acceptor:
@@ -225,6 +231,7 @@ async def start_server(
     sock: socket.socket | None = None,
     ssl: SSLContext | None = None,
     uds: str | None = None,
+    lifespan: Lifespan | None = None,
 ) -> Server:
     """Start listening and serving in the background; return the :class:`Server`.
 
@@ -235,9 +242,22 @@ async def start_server(
         sock: an already-bound listening socket (TCP or Unix) to use instead of host/port.
         ssl: serve TLS with this context (requests then have ``scheme == "https"``).
         uds: listen on this Unix domain socket path instead of host/port.
+        lifespan: setup run before listening, teardown run by ``Server.shutdown`` after the
+            drain (see ``tophat.Lifespan``).
+
+    Raises:
+        LifespanFailed: the setup raised (logged; nothing listens).
     """
     server = Server(endpoint, opts or ServerOpts())
-    await server._listen(host, port, sock, ssl, uds)
+    scope = LifespanScope(lifespan)
+    # Setup first: no connection may wait in a listening queue for a setup that may fail.
+    await scope.__aenter__()
+    try:
+        await server._listen(host, port, sock, ssl, uds)
+    except BaseException as exc:
+        await scope.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    server._lifespan = scope
     return server
 
 
@@ -252,6 +272,7 @@ async def serve(
     uds: str | None = None,
     handle_signals: bool = True,
     ready: Callable[[Server], None] | None = None,
+    lifespan: Lifespan | None = None,
 ) -> None:
     """Serve ``endpoint`` on the running asyncio loop until SIGINT/SIGTERM or cancellation.
 
@@ -260,23 +281,29 @@ async def serve(
     Args:
         handle_signals: install SIGINT/SIGTERM handlers that start the graceful shutdown.
         ready: called with the server once it listens (e.g. to log the address).
+        lifespan: setup run before listening, teardown after the graceful drain.
+
+    Raises:
+        LifespanFailed: the lifespan's setup or teardown raised (logged with its traceback).
     """
-    server = await start_server(endpoint, host, port, opts=opts, sock=sock, ssl=ssl, uds=uds)
-    for s in server.sockets:
-        log.info("tophat listening on %s", listen_url(s, tls=ssl is not None))
-    if ready is not None:
-        ready(server)
+    server = await start_server(
+        endpoint, host, port, opts=opts, sock=sock, ssl=ssl, uds=uds, lifespan=lifespan
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
-    if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
-                pass
-    try:
+    try:  # (from here on, whatever fails still drains and runs the lifespan's teardown)
+        for s in server.sockets:
+            log.info("tophat listening on %s", listen_url(s, tls=ssl is not None))
+        if ready is not None:
+            ready(server)
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, stop.set)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
+                    pass
         await stop.wait()
     finally:
         # Handlers off first: a second Ctrl-C during the grace period interrupts at once.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ from tophat.runtime.trio.connection import Conn, close_socket
 from tophat.runtime.trio.pool import ConnectionPool
 from tophat.runtime.trio.tls import TLSConn
 from tophat.server.connection import Connection
+from tophat.server.lifespan import Lifespan, LifespanScope
 from tophat.server.opts import ServerOpts
 from tophat.server.stream import StreamClosed, StreamTimeout
 
@@ -325,6 +327,7 @@ async def serve(
     handle_signals: bool = True,
     ready: Callable[[TrioServer], None] | None = None,
     task_status: trio.TaskStatus[TrioServer] = trio.TASK_STATUS_IGNORED,
+    lifespan: Lifespan | None = None,
 ) -> None:
     """Serve ``endpoint`` on trio until SIGINT/SIGTERM, ``shutdown()`` or cancellation.
 
@@ -342,28 +345,35 @@ async def serve(
         handle_signals: shut down on SIGINT/SIGTERM (needs the main thread).
         ready: called with the server once it listens.
         task_status: given by ``nursery.start``; started with the server.
+        lifespan: setup run before listening, teardown after the graceful drain (shielded:
+            it runs to its end even when ``serve`` was cancelled).
+
+    Raises:
+        LifespanFailed: the lifespan's setup or teardown raised (logged with its traceback).
     """
     server = TrioServer(endpoint, opts or ServerOpts(), ssl)
-    await server._listen(host, port, sock, uds)
-    try:
-        async with trio.open_nursery() as nursery:
-            signals = await nursery.start(_watch_signals, server) if handle_signals else None
-            await nursery.start(server._run)
-            for s in server.sockets:
-                log.info("tophat listening on %s", listen_url(s, tls=server.tls))
-            if ready is not None:
-                ready(server)
-            task_status.started(server)
-            try:
-                await server._stop.wait()
-            finally:
-                log.info("shutting down")
-                with trio.CancelScope(shield=True):
-                    await server._close()
-                if signals is not None:
-                    signals.cancel()
-    finally:
-        server._stop_listening()  # when anything above failed before the shutdown ran
+    # Setup first: no connection may wait in a listening queue for a setup that may fail.
+    async with LifespanScope(lifespan, guard=functools.partial(trio.CancelScope, shield=True)):
+        await server._listen(host, port, sock, uds)
+        try:
+            async with trio.open_nursery() as nursery:
+                signals = await nursery.start(_watch_signals, server) if handle_signals else None
+                await nursery.start(server._run)
+                for s in server.sockets:
+                    log.info("tophat listening on %s", listen_url(s, tls=server.tls))
+                if ready is not None:
+                    ready(server)
+                task_status.started(server)
+                try:
+                    await server._stop.wait()
+                finally:
+                    log.info("shutting down")
+                    with trio.CancelScope(shield=True):
+                        await server._close()
+                    if signals is not None:
+                        signals.cancel()
+        finally:
+            server._stop_listening()  # when anything above failed before the shutdown ran
     if server._interrupted:
         raise KeyboardInterrupt
     log.info("stopped")
