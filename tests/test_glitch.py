@@ -178,14 +178,14 @@ async def test_method_not_allowed_sends_allow() -> None:
     # RFC 9110 §15.5.6: the origin server MUST generate an Allow header field in a 405.
     endpoint = raising(lambda: Glitch.method_not_allowed(["GET", "HEAD"]))
     out = await AsyncTestClient(endpoint).raw(GET)
-    assert masked(out) == glitch_response(405, b"Method Not Allowed", b"Allow: GET, HEAD\r\n")
+    assert masked(out) == glitch_response(405, b"Method Not Allowed", b"allow: GET, HEAD\r\n")
 
 
 async def test_unauthorized_requires_and_sends_a_challenge() -> None:
     # RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate with at least one challenge.
     endpoint = raising(lambda: Glitch.unauthorized(challenge='Bearer realm="api"'))
     out = await AsyncTestClient(endpoint).raw(GET)
-    challenge = b'WWW-Authenticate: Bearer realm="api"\r\n'
+    challenge = b'www-authenticate: Bearer realm="api"\r\n'
     assert masked(out) == glitch_response(401, b"Unauthorized", challenge)
     with pytest.raises(TypeError):
         Glitch.unauthorized()  # type: ignore[call-arg]
@@ -435,7 +435,7 @@ async def test_exception_mid_stream_closes_without_terminating_chunk_or_second_s
     with caplog.at_level(logging.DEBUG, logger="tophat"):
         out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ntransfer-encoding: chunked\r\n\r\n"
         b"5\r\nfirst\r\n6\r\nsecond\r\n"
     )
     [record] = error_records(caplog)
@@ -453,7 +453,7 @@ async def test_glitch_mid_stream_closes_without_a_second_status_line() -> None:
 
     out = await AsyncTestClient(endpoint).raw(GET + FOLLOW_UP)
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n"
     )
 
 

@@ -192,7 +192,7 @@ async def test_request_version_http10_is_served() -> None:
         b"GET /foo/bar HTTP/1.0\r\nHost: example.org\r\nContent-Length: 0\r\n\r\n"
     )
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ncontent-length: 0\r\nConnection: close\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     )
     assert endpoint.calls == 1
 
@@ -239,7 +239,7 @@ async def test_dont_allow_user_set_body_type_header_content_length() -> None:
     out = await AsyncTestClient(endpoint).raw(REQUEST)
     # ADAPTED: no invented content-type: application/octet-stream.
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
     )
 
 
@@ -312,7 +312,7 @@ async def test_encode_transfer_encoding_chunked() -> None:
     out = await AsyncTestClient(endpoint).raw(REQUEST)
     # ADAPTED: no invented content-type; lower-case chunk size (d, not D).
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ntransfer-encoding: chunked\r\n\r\n"
         b"d\r\nHello tophat!\r\n0\r\n\r\n"
     )
 

@@ -284,7 +284,7 @@ async def test_stream_without_length_is_chunked_on_http11() -> None:
     out = await serve(lambda req, w: w.set_body(pieces(b"abc", b"", b"de")))
     # The empty piece must not end the body early (a zero-size chunk is the last chunk).
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ntransfer-encoding: chunked\r\n\r\n"
         b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     )
 
@@ -298,7 +298,7 @@ async def test_stream_without_length_is_close_delimited_on_http10() -> None:
     # RFC 9112 §6.3 (7): without Content-Length or chunked, the body ends when the server closes;
     # an HTTP/1.0 client does not understand chunked.
     out = await serve(lambda req, w: w.set_body(pieces(b"abc", b"de")), GET_10 + GET_10)
-    assert masked(out) == (b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nConnection: close\r\n\r\nabcde")
+    assert masked(out) == (b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nconnection: close\r\n\r\nabcde")
 
 
 async def test_stream_with_length_is_sent_with_content_length() -> None:
@@ -380,7 +380,7 @@ async def test_sse_sends_each_event_as_one_chunk_with_exact_field_lines() -> Non
     head, _, body = masked(out).partition(b"\r\n\r\n")
     assert head == (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-        b"cache-control: no-cache\r\ndate: <DATE>\r\nTransfer-Encoding: chunked"
+        b"cache-control: no-cache\r\ndate: <DATE>\r\ntransfer-encoding: chunked"
     )
     # The stream opens with a comment line (ignored by clients) so the head goes out at once.
     chunks = [b": stream open\n\n", *expected_events]
@@ -459,7 +459,7 @@ async def test_user_set_content_length_is_ignored_for_a_stream() -> None:
 
     out = await serve(prepare)
     assert masked(out) == (
-        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ndate: <DATE>\r\ntransfer-encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n0\r\n\r\n"
     )
 

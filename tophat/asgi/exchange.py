@@ -18,7 +18,7 @@ from email.utils import formatdate
 from typing import NoReturn, TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
-from tophat._asynclib import Event, current, new_event
+from tophat._asynclib import Event, current, new_deadline, new_event
 from tophat.asgi.types import AppConfig, Message, Receive, Scope, Send
 from tophat.glitch import Glitch
 from tophat.http.framing import SERVER_MANAGED, content_length, sends_content
@@ -29,6 +29,7 @@ from tophat.server.exchange import Aborted as _Aborted
 from tophat.server.exchange import aclose as _aclose
 from tophat.server.exchange import next_piece as _next_piece
 from tophat.server.exchange import open_body, run_endpoint
+from tophat.server.opts import ServerOpts
 from tophat.server.stream import StreamClosed
 
 T = TypeVar("T")
@@ -312,7 +313,8 @@ class Exchange:
             await self._refuse(413, "Content Too Large")
             return
         try:
-            await run_endpoint(self.app.endpoint, request, self)
+            deadline = new_deadline(self.app.opts.handler_timeout)
+            await run_endpoint(self.app.endpoint, request, self, deadline)
         except OSError as exc:
             log.debug("client gone before the error response: %r", exc)
 
@@ -325,6 +327,10 @@ class Exchange:
     @property
     def verbose_glitch(self) -> bool:
         return self.app.opts.verbose_glitch
+
+    @property
+    def opts(self) -> ServerOpts:
+        return self.app.opts
 
     def mark_close(self) -> None:
         pass  # the ASGI server owns the connection; an unfinished response makes it close

@@ -14,8 +14,10 @@ from typing import Protocol
 
 from tophat.glitch import Glitch
 from tophat.http.endpoint import Endpoint
+from tophat.http.problem import render_glitch
 from tophat.http.request import Request
 from tophat.http.writer import Response, ResponseWriter
+from tophat.server.opts import ServerOpts
 
 __all__ = [
     "Aborted",
@@ -60,6 +62,11 @@ class ExchangeSink(Protocol):
         """Whether a Glitch's cause goes into the response body."""
         ...
 
+    @property
+    def opts(self) -> ServerOpts:
+        """The server's options (``error_format`` is read from them)."""
+        ...
+
     def mark_close(self) -> None:
         """The connection cannot carry another request."""
 
@@ -76,7 +83,7 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             sink.mark_close()
             log.info("%s raised after its response started; closing: %s", name_of(endpoint), glitch)
             return
-        await respond_with_glitch(sink, writer, glitch)
+        await respond_with_glitch(sink, writer, glitch, request)
         return
     except Aborted:
         return  # logged where it happened
@@ -87,7 +94,7 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             log.debug("client gone while the endpoint ran: %r", exc)
             return
         error_log.exception("unhandled error in endpoint %s", name_of(endpoint))
-        await respond_with_glitch(sink, writer, Logged(Glitch(500)))
+        await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
         return
     except Exception:
         if sink.started:
@@ -98,7 +105,7 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             )
             return
         error_log.exception("unhandled error in endpoint %s", name_of(endpoint))
-        await respond_with_glitch(sink, writer, Logged(Glitch(500)))
+        await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
         return
     if not sink.started:
         error_log.error(
@@ -106,21 +113,26 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             name_of(endpoint),
             result,
         )
-        await respond_with_glitch(sink, writer, Logged(Glitch(500)))
+        await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
 
 
-async def respond_with_glitch(sink: ExchangeSink, writer: ResponseWriter, glitch: Glitch) -> None:
-    """Send ``glitch`` as the response, keeping headers the handler already set (CORS, …)."""
+async def respond_with_glitch(
+    sink: ExchangeSink, writer: ResponseWriter, glitch: Glitch, request: Request
+) -> None:
+    """Send ``glitch`` as the response, keeping headers the handler already set (CORS, …);
+    its body is text or problem+json, as ``ServerOpts.error_format`` and the request's Accept
+    say (``tophat.http.problem``)."""
     response = writer.response
     response.status = glitch.status
     for name in ("content-type", "content-encoding", "content-language"):
         response.headers.remove(name)
     for name, value in glitch.headers:
         response.headers.set(name, value)
-    response.headers.set("content-type", "text/plain; charset=utf-8")
-    text = glitch.body_text(sink.verbose_glitch).encode()
-    response.body = text
-    response.length = len(text)
+    error_format = sink.opts.error_format
+    accept = request.headers.get_all("accept") if error_format == "negotiate" else None
+    render_glitch(
+        glitch, response, ", ".join(accept) if accept else None, error_format, sink.verbose_glitch
+    )
     if isinstance(glitch, Logged):
         pass  # the error behind it was logged once, with its traceback, where it happened
     elif glitch.status >= 500 and glitch.__cause__ is not None:

@@ -60,6 +60,12 @@ class ServerOpts:
     #: The request parser: ``"h11"`` (the reference), ``"httptools"`` (the ``fast`` extra), or
     #: ``"auto"``. Both go through the same strict validation layer.
     parser: Literal["auto", "h11", "httptools"] = "auto"
+    #: The body of an error response (a Glitch, the router's 404/405, an unhandled error's
+    #: 500): ``"negotiate"`` sends RFC 9457 ``application/problem+json`` when the request's
+    #: Accept prefers JSON and ``text/plain`` otherwise (``*/*`` alone: text), with
+    #: ``Vary: Accept``; ``"json"`` and ``"text"`` always send that one. Refusals made before
+    #: the endpoint runs (400, 408, 413, 414, 431, ...) are always ``text/plain``.
+    error_format: Literal["negotiate", "json", "text"] = "negotiate"
 
     def __post_init__(self) -> None:
         for name in ("max_head_size", "max_header_count", "max_target_length", "read_size"):
@@ -69,3 +75,5 @@ class ServerOpts:
             raise ValueError("ServerOpts.max_drain_size must be >= 0")
         if self.parser not in ("auto", "h11", "httptools"):
             raise ValueError("ServerOpts.parser must be 'auto', 'h11' or 'httptools'")
+        if self.error_format not in ("negotiate", "json", "text"):
+            raise ValueError("ServerOpts.error_format must be 'negotiate', 'json' or 'text'")

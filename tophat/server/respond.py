@@ -21,9 +21,10 @@ __all__ = ["COALESCE", "LengthMismatch", "date", "log_access", "refusal", "respo
 
 access_log = logging.getLogger("tophat.access")
 
-_CLOSE = ("Connection", "close")
-_CLOSE_OURS = ("connection", "close")
-_CHUNKED = ("Transfer-Encoding", "chunked")
+# Every field the server adds itself is named in lower case (the rule in docs/architecture.md;
+# names are case-insensitive, RFC 9110 §5.1).
+_CLOSE = ("connection", "close")
+_CHUNKED = ("transfer-encoding", "chunked")
 
 # A fixed body up to this size is sent in one write with the head; a larger one separately,
 # which saves copying it.
@@ -101,12 +102,12 @@ def response_fields(
         chunked = True  # a streamed body of unknown length
     else:
         close = True  # RFC 9112 §6.3: an HTTP/1.0 client reads the body until the close
-    # Where and how the framing and close headers go reproduces h11's serializer byte for
-    # byte (tests/test_serialize.py): a close we decide stays where we add it; one the
-    # request asked for, and Transfer-Encoding, go last, title-cased. (We will close after
-    # this response: we say so, RFC 9112 §9.6.)
+    # Where the framing and close headers go reproduces h11's serializer (tests/
+    # test_serialize.py): a close we decide stays where we add it; one the request asked for,
+    # and Transfer-Encoding, go last (h11 title-cases those two; we keep our lower case).
+    # (We will close after this response: we say so, RFC 9112 §9.6.)
     if close and keep_alive_requested:
-        headers.append(_CLOSE_OURS)
+        headers.append(_CLOSE)
     if chunked:
         headers.append(_CHUNKED)
     if close and not keep_alive_requested:
@@ -128,7 +129,7 @@ def refusal(
         ("content-length", str(len(body))),
     ]
     if keep_alive_requested:
-        headers.append(_CLOSE_OURS)
+        headers.append(_CLOSE)
     if server_header:
         headers.append(("server", server_header))
     if not keep_alive_requested:
