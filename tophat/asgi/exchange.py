@@ -18,7 +18,7 @@ from email.utils import formatdate
 from typing import NoReturn, TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
-from tophat._asynclib import Event, current, new_deadline, new_event
+from tophat._asynclib import Event, current, new_event
 from tophat.asgi.types import AppConfig, Message, Receive, Scope, Send
 from tophat.glitch import Glitch
 from tophat.http.framing import SERVER_MANAGED, content_length, sends_content
@@ -313,8 +313,7 @@ class Exchange:
             await self._refuse(413, "Content Too Large")
             return
         try:
-            deadline = new_deadline(self.app.opts.handler_timeout)
-            await run_endpoint(self.app.endpoint, request, self, deadline)
+            await run_endpoint(self.app.endpoint, request, self)
         except OSError as exc:
             log.debug("client gone before the error response: %r", exc)
 
