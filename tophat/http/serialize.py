@@ -4,7 +4,9 @@ It produces exactly the bytes h11's serializer produces for the same response (p
 ``tests/test_serialize.py``, a property test against h11), without h11's per-response header
 normalization and state bookkeeping — the framing and connection headers are already decided
 by ``tophat.server.respond.response_fields``, and header names and values were validated when
-they were set.
+they were set. One difference, deliberate: every field the server adds is named in lower case,
+where h11 title-cases the two it adds itself (``Transfer-Encoding``, ``Connection``). A name
+the application set is written as the application spelled it, as h11 does.
 """
 
 from __future__ import annotations

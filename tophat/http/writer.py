@@ -92,6 +92,11 @@ class ResponseWriter:
         async def hello(req: Request, w: ResponseWriter) -> ResponseWritten:
             w.set_text("Hello, world!")
             return await w.send()
+
+    Header names go out as you spell them (``insert_header("X-Total", ...)`` sends
+    ``X-Total``); every field tophat adds itself (``content-type`` from ``set_text``, ``date``,
+    ``content-length``, ``transfer-encoding``, ``connection``, and those of the router, Glitch
+    and the middleware) is named in lower case. Names are case-insensitive (RFC 9110 §5.1).
     """
 
     __slots__ = ("_before_send", "_sink", "_written", "response")
