@@ -46,7 +46,7 @@ from tophat._trie import (
 )
 from tophat.glitch import Glitch
 from tophat.http.endpoint import Endpoint
-from tophat.http.request import DATA_KEY, Request
+from tophat.http.request import DATA_KEY, ROUTE_KEY, Request
 from tophat.http.writer import ResponseWriter, ResponseWritten
 
 __all__ = ["Route", "RouteError", "Router"]
@@ -331,6 +331,7 @@ class Router:
             outer = req.ext.get(DATA_KEY)
             req.ext[DATA_KEY] = {**outer, **self._data} if outer else self._data
         if route is not None:
+            req.ext[ROUTE_KEY] = route  # for the error log; a mounted router's overwrites it
             if params:
                 req.params = {**req.params, **params} if req.params else params
             return await route.endpoint(req, w)
@@ -381,14 +382,16 @@ class _Mounted:
         self.endpoint = endpoint
 
     async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
-        rest = req.raw_path[len(self.prefix) :] or "/"
         saved = req.raw_path, req.root_path, req.params
-        req.raw_path = rest
+        req.raw_path = saved[0][len(self.prefix) :] or "/"
         req.root_path = saved[1] + self.prefix
         req.params = {k: v for k, v in req.params.items() if k != "__rest"}
         try:
             return await self.endpoint(req, w)
+        except Exception:  # the error log names the route with this mount's prefix (no cost else)
+            r = req.ext[ROUTE_KEY]  # (set by the router that chose this mount, or one inside)
+            inner = ("/*", self.endpoint) if r.endpoint is self else (r.pattern, r.endpoint)
+            req.ext[ROUTE_KEY] = Route(r.method, self.prefix + inner[0], inner[1])
+            raise
         finally:
-            req.raw_path = saved[0]
-            req.root_path = saved[1]
-            req.params = saved[2]
+            req.raw_path, req.root_path, req.params = saved

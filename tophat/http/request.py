@@ -11,12 +11,23 @@ from tophat.http.charset import charset
 from tophat.http.cookies import Cookies, parse_cookies
 from tophat.http.headers import Headers
 
-__all__ = ["DATA_KEY", "NEVER_DISCONNECTED", "NEVER_STOPPING", "Query", "Request", "Stopping"]
+__all__ = [
+    "DATA_KEY",
+    "NEVER_DISCONNECTED",
+    "NEVER_STOPPING",
+    "ROUTE_KEY",
+    "Query",
+    "Request",
+    "Stopping",
+]
 
 T = TypeVar("T")
 
 #: ``req.ext`` key of the shared-data map a router installs (see ``Request.data``).
 DATA_KEY = "tophat.data"
+#: ``req.ext`` key of the route the innermost router chose (a ``tophat.router.Route``: its
+#: ``pattern`` and ``endpoint``), read by the error log to name the handler.
+ROUTE_KEY = "tophat.route"
 
 
 class _BodySource(Protocol):

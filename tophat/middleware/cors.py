@@ -1,10 +1,22 @@
 """CORS, per the Fetch standard (§3.2, the CORS protocol): a middleware factory.
 
-::
+A JSON API called with ``fetch()`` from a page on another origin::
 
-    api = cors(allow_origins=["https://app.example"], allow_methods=["GET", "PUT"],
-               allow_headers=["x-token"], expose_headers=["x-total"],
-               allow_credentials=True)(router)
+    api = cors(
+        allow_origins=["https://app.example"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        # Content-Type: application/json and Authorization are not CORS-safelisted request
+        # headers (Fetch §2.2.2): the browser preflights for them, and without this line the
+        # preflight is refused (the default allows no request header).
+        allow_headers=["content-type", "authorization"],
+        expose_headers=["location"],  # response headers the page may read (e.g. after a 201)
+        allow_credentials=True,  # only if the page sends cookies (fetch(..., credentials))
+    )(router)
+
+A refused preflight is logged once, at INFO on ``tophat.cors``, saying which origin, method or
+header was not allowed (a browser only tells the page "CORS error"). INFO, not DEBUG: it is what
+a developer sees by default while wiring a front end, and at most one line per preflight, as
+the access log.
 
 What it does, and why:
 
@@ -27,6 +39,7 @@ What it does, and why:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -38,6 +51,8 @@ from tophat.http.writer import ResponseWriter, ResponseWritten
 from tophat.middleware import Middleware, add_vary, vary_hook
 
 __all__ = ["cors"]
+
+log = logging.getLogger("tophat.cors")
 
 # Fetch §2.2.1: methods a page may use without a preflight.
 _SAFELISTED_METHODS = ("GET", "HEAD", "POST")
@@ -56,6 +71,11 @@ def _norm_origin(origin: str) -> str:
             "path or trailing slash (e.g. 'https://app.example.com'), or pass allow_origins='*'"
         )
     return origin.lower()
+
+
+def _shown(text: str) -> str:
+    """Client-sent text for a log line: quoted, control characters escaped, bounded."""
+    return repr(text[:100] + "..." if len(text) > 100 else text)
 
 
 def _tokens(values: Iterable[str], what: str) -> list[str]:
@@ -152,6 +172,23 @@ def cors(
             return True
         return allow_origin_predicate is not None and bool(allow_origin_predicate(origin))
 
+    def refusal(origin: str, method: str, requested: list[str], wants_private: bool) -> list[str]:
+        """Why a preflight is refused (every reason, so one log line says all): empty if not."""
+        why = []
+        if not origin_allowed(origin):
+            why.append(f"origin {_shown(origin)} is not allowed (allow_origins)")
+        if not (any_method or method in methods):
+            why.append(f"method {_shown(method)} is not in allow_methods ({methods_value})")
+        missing = [] if any_header else [name for name in requested if name not in headers]
+        if missing:
+            names = ", ".join(_shown(name) for name in missing)
+            plural = "s" if len(missing) > 1 else ""
+            allowed = ", ".join(sorted(headers)) or "none"
+            why.append(f"request header{plural} {names} not in allow_headers ({allowed})")
+        if wants_private and not allow_private_network:
+            why.append("a Private Network Access preflight, and allow_private_network is off")
+        return why
+
     def allow_origin_value(origin: str) -> str:
         return "*" if wildcard else origin
 
@@ -166,12 +203,9 @@ def cors(
             if part.strip()
         ]
         wants_private = req.headers.get("access-control-request-private-network") == "true"
-        if (
-            not origin_allowed(origin)
-            or not (any_method or method in methods)
-            or not (any_header or all(name in headers for name in requested))
-            or (wants_private and not allow_private_network)
-        ):
+        refused = refusal(origin, method, requested, wants_private)
+        if refused:
+            log.info("CORS preflight for %s refused: %s", _shown(req.raw_path), "; ".join(refused))
             w.set_status(403)
             w.set_text("CORS preflight refused")
             return await w.send()

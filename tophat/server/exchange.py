@@ -8,6 +8,8 @@ the bytes go out through ``accept`` or through an ASGI server. Each side supplie
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
@@ -15,8 +17,9 @@ from typing import Protocol
 from tophat.glitch import Glitch
 from tophat.http.endpoint import Endpoint
 from tophat.http.problem import render_glitch
-from tophat.http.request import Request
+from tophat.http.request import ROUTE_KEY, Request
 from tophat.http.writer import Response, ResponseWriter
+from tophat.parsers.events import ParseError
 from tophat.server.opts import ServerOpts
 
 __all__ = [
@@ -24,8 +27,11 @@ __all__ = [
     "ExchangeSink",
     "Logged",
     "aclose",
+    "for_log",
+    "log_glitch",
     "name_of",
     "next_piece",
+    "where",
 ]
 
 
@@ -81,8 +87,13 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
     except Glitch as glitch:
         if sink.started:
             sink.mark_close()
-            log.info("%s raised after its response started; closing: %s", name_of(endpoint), glitch)
+            log.info(
+                "%s raised after its response started; closing: %s",
+                where(endpoint, request),
+                glitch,
+            )
             return
+        log_glitch(glitch, endpoint, request)
         await respond_with_glitch(sink, writer, glitch, request)
         return
     except Aborted:
@@ -93,7 +104,7 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             sink.mark_close()
             log.debug("client gone while the endpoint ran: %r", exc)
             return
-        error_log.exception("unhandled error in endpoint %s", name_of(endpoint))
+        error_log.exception("unhandled error in endpoint %s", where(endpoint, request))
         await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
         return
     except Exception:
@@ -101,16 +112,16 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             sink.mark_close()
             error_log.exception(
                 "endpoint %s raised after its response started; closing the connection",
-                name_of(endpoint),
+                where(endpoint, request),
             )
             return
-        error_log.exception("unhandled error in endpoint %s", name_of(endpoint))
+        error_log.exception("unhandled error in endpoint %s", where(endpoint, request))
         await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
         return
     if not sink.started:
         error_log.error(
             "endpoint %s returned %r without sending a response (call `await w.send()`)",
-            name_of(endpoint),
+            where(endpoint, request),
             result,
         )
         await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
@@ -133,14 +144,6 @@ async def respond_with_glitch(
     render_glitch(
         glitch, response, ", ".join(accept) if accept else None, error_format, sink.verbose_glitch
     )
-    if isinstance(glitch, Logged):
-        pass  # the error behind it was logged once, with its traceback, where it happened
-    elif glitch.status >= 500 and glitch.__cause__ is not None:
-        error_log.error("%s: %s", glitch, glitch.__cause__, exc_info=glitch.__cause__)
-    elif glitch.status >= 500:
-        error_log.error("%s", glitch)
-    else:
-        log.debug("glitch %s", glitch)
     try:
         writer.run_before_send()
     except Exception:
@@ -150,8 +153,73 @@ async def respond_with_glitch(
     await sink.send_response(response)
 
 
+def log_glitch(glitch: Glitch, endpoint: Endpoint, request: Request) -> None:
+    """Log a Glitch an endpoint raised, once: a 5xx at ERROR on ``tophat.error``, anything
+    else at DEBUG on ``tophat.connection`` (a 4xx is the client's mistake, not an error of the
+    server's, and as common as traffic); with its cause's traceback when it has one
+    (``raise Glitch(...) from exc``, ``call``, ``awaiting``, ``catching``)."""
+    logger, level = (error_log, logging.ERROR) if glitch.status >= 500 else (log, logging.DEBUG)
+    if not logger.isEnabledFor(level):
+        return  # (a 404 per request: nothing formatted unless someone listens)
+    cause = glitch.__cause__
+    if cause is None:
+        logger.log(level, "%s from endpoint %s", for_log(str(glitch)), where(endpoint, request))
+        return
+    logger.log(
+        level,
+        "%s from endpoint %s, caused by %s",
+        for_log(str(glitch)),
+        where(endpoint, request),
+        for_log(f"{type(cause).__name__}: {cause}"),
+        # Not for the server's own 4xx about the client's connection (a malformed or cut body,
+        # a timeout, a reset: a ParseError or an OSError): the message says it all, and a
+        # traceback into the parser or the socket would only announce a client leaving.
+        exc_info=None
+        if level < logging.ERROR and isinstance(cause, ParseError | OSError)
+        else cause,
+    )
+
+
+class _Chosen(Protocol):
+    """What the error log reads of the route a router chose (``tophat.router.Route``)."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def endpoint(self) -> object: ...
+
+
+def where(endpoint: Endpoint, request: Request) -> str:
+    """Where an error happened, for a log line: the handler the innermost router chose (else
+    ``endpoint``), the method and the path (escaped; no query string: it may hold secrets),
+    and the route's pattern, e.g. ``app.get_user for GET /users/42 (route /users/:id)``."""
+    route: _Chosen | None = request.ext.get(ROUTE_KEY)
+    # (A mounted router restored raw_path and root_path on the way out: this is the full path.)
+    target = f"{for_log(request.method, 40)} {for_log(request.root_path + request.raw_path)}"
+    if route is None:
+        return f"{name_of(endpoint)} for {target}"
+    return f"{name_of(route.endpoint)} for {target} (route {for_log(route.pattern)})"
+
+
 def name_of(endpoint: object) -> str:
-    return getattr(endpoint, "__qualname__", None) or repr(endpoint)
+    """A callable's module and qualified name (``app.Api.get_user``), through ``__wrapped__``."""
+    if callable(endpoint):
+        with contextlib.suppress(ValueError):  # (a __wrapped__ cycle)
+            endpoint = inspect.unwrap(endpoint)
+    name = getattr(endpoint, "__qualname__", None)
+    if not isinstance(name, str):
+        return for_log(repr(endpoint))
+    module = getattr(endpoint, "__module__", None)
+    return f"{module}.{name}" if isinstance(module, str) and module != "builtins" else name
+
+
+def for_log(text: str, limit: int = 200) -> str:
+    """``text`` safe for a log line: at most ``limit`` characters (then "..."), and no control
+    character (CR, LF, ESC, ...) left raw: a client must not forge or garble log lines."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 async def next_piece(pieces: AsyncIterator[bytes]) -> bytes | None:
