@@ -3,6 +3,7 @@ Cookie header parsing, key rotation, rolling refresh, Vary, size cap, and the ex
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import secrets
@@ -12,9 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
+import anyio
 import pytest
 from itsdangerous.timed import TimestampSigner
+from servers import cli, free_port
 
 from examples import identity as identity_example
 from tophat import Request, ResponseWriter, ResponseWritten
@@ -818,3 +822,352 @@ async def test_identity_example_validates_the_user_name(user: str, status: int) 
         assert resp.text == f"logged in as {user}" and len(cookies) == 1
     else:
         assert cookies == [] and "64" in resp.text and "Traceback" not in resp.text
+
+
+# -- issue 14: server-side revocation (session_check) --------------------------------------------
+
+
+class Store:
+    """An application's session store: ``(user, session)`` pairs that stand, and the calls."""
+
+    def __init__(self) -> None:
+        self.live: set[tuple[str, str]] = set()
+        self.calls: list[tuple[str, str]] = []
+
+    def start(self, user: str) -> str:
+        session = secrets.token_urlsafe(8)
+        self.live.add((user, session))
+        return session
+
+    def check(self, user: str, session: str) -> bool:
+        self.calls.append((user, session))
+        return (user, session) in self.live
+
+    async def check_async(self, user: str, session: str) -> bool:
+        await anyio.sleep(0)  # a real await: the check runs on the serving loop
+        return self.check(user, session)
+
+
+class RevocableSite(Site):
+    """Site whose /login starts a session in ``store`` and whose /logout ends it."""
+
+    def __init__(self, identity: Identity, store: Store) -> None:
+        self.store = store
+        super().__init__(identity)
+
+    async def login(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        user = req.query.get("user") or "ada"
+        self.identity.set_auth_token(user, w, session=self.store.start(user))
+        return await w.send()
+
+    async def logout(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        user, session = self.identity.authorized_user(req), self.identity.authorized_session(req)
+        if user is not None and session is not None:
+            self.store.live.discard((user, session))
+            self.identity.invalidate(user, session)
+        self.identity.forget(w)
+        return await w.send()
+
+
+def revocable(store: Store, *, use_async: bool = False, **options: object) -> RevocableSite:
+    check = store.check_async if use_async else store.check
+    return RevocableSite(identity(NEW, session_check=check, **options), store)
+
+
+async def test_without_a_session_check_a_copied_cookie_outlives_logout() -> None:
+    # The stateless default, stated: forget() only asks the browser to drop the cookie.
+    site = Site(identity(NEW))
+    value = await site.cookie_value("ada")
+    await site.client.post("/logout", headers={"cookie": f"auth={value}"})
+    assert (await site.who_with(f"auth={value}")).text == "ada"
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync-check", "async-check"])
+async def test_a_revoked_session_is_anonymous_at_once_with_ttl_zero(use_async: bool) -> None:
+    store = Store()
+    site = revocable(store, use_async=use_async, session_check_ttl=0)
+    value = await site.cookie_value("ada")
+    [(user, session)] = store.live
+    assert (await site.who_with(f"auth={value}")).text == "ada"
+    assert store.calls[-1] == (user, session)
+    store.live.clear()  # revoked in the store, by another worker say: no invalidate() here
+    assert (await site.who_with(f"auth={value}")).text == "anonymous"
+    private = await site.client.get("/private", headers={"cookie": f"auth={value}"})
+    assert private.status == 401 and site.private_calls == 0
+
+
+async def test_logout_revokes_the_session_so_a_copied_cookie_is_refused() -> None:
+    store = Store()
+    site = revocable(store)  # the default ttl: invalidate() makes it immediate here
+    value = await site.cookie_value("ada")
+    assert (await site.who_with(f"auth={value}")).text == "ada"
+    logout = await site.client.post("/logout", headers={"cookie": f"auth={value}"})
+    [(_, removed, _)] = set_cookies(logout)
+    assert removed == ""
+    assert (await site.who_with(f"auth={value}")).text == "anonymous"
+
+
+async def test_log_out_everywhere_refuses_every_session_of_the_user() -> None:
+    store = Store()
+    site = revocable(store, session_check_ttl=0)
+    phone, laptop = await site.cookie_value("ada"), await site.cookie_value("ada")
+    grace = await site.cookie_value("grace")
+    store.live = {(u, s) for u, s in store.live if u != "ada"}  # e.g. a session version bump
+    assert (await site.who_with(f"auth={phone}")).text == "anonymous"
+    assert (await site.who_with(f"auth={laptop}")).text == "anonymous"
+    assert (await site.who_with(f"auth={grace}")).text == "grace"
+
+
+async def test_verdicts_are_reused_within_the_ttl_then_asked_again() -> None:
+    store = Store()
+    site = revocable(store, session_check_ttl=0.3)
+    value = await site.cookie_value("ada")
+    for _ in range(3):
+        assert (await site.who_with(f"auth={value}")).text == "ada"
+    assert len(store.calls) == 1  # off the hot path
+    store.live.clear()
+    assert (await site.who_with(f"auth={value}")).text == "ada"  # cached: within the ttl
+    await anyio.sleep(0.35)
+    assert (await site.who_with(f"auth={value}")).text == "anonymous"
+    assert len(store.calls) == 2
+
+
+async def test_invalidate_drops_this_workers_cached_verdict() -> None:
+    store = Store()
+    site = revocable(store, session_check_ttl=3600)
+    first, second = await site.cookie_value("ada"), await site.cookie_value("ada")
+    assert (await site.who_with(f"auth={first}")).text == "ada"
+    assert (await site.who_with(f"auth={second}")).text == "ada"
+    store.live.clear()
+    site.identity.invalidate("ada")  # every session of ada
+    assert (await site.who_with(f"auth={first}")).text == "anonymous"
+    assert (await site.who_with(f"auth={second}")).text == "anonymous"
+
+
+async def test_the_verdict_cache_is_bounded_least_recently_used_first() -> None:
+    store = Store()
+    site = revocable(store, session_check_ttl=3600, session_cache_size=2)
+    a, b, c = [await site.cookie_value(u) for u in ("a", "b", "c")]
+    for value in (a, b, a, c):  # c pushes out b, the least recently used
+        await site.who_with(f"auth={value}")
+    assert [u for u, _ in store.calls] == ["a", "b", "c"]
+    await site.who_with(f"auth={a}")
+    await site.who_with(f"auth={b}")
+    assert [u for u, _ in store.calls] == ["a", "b", "c", "b"]
+
+
+async def test_a_cookie_without_a_session_is_refused_when_a_check_is_set() -> None:
+    # Cookies minted before revocation was turned on could never be revoked: refused.
+    old = await Site(identity(NEW)).cookie_value("ada")
+    store = Store()
+    site = revocable(store)
+    assert (await site.who_with(f"auth={old}")).text == "anonymous"
+    assert store.calls == []
+
+
+@pytest.mark.parametrize("answer", [None, 0, "", False], ids=repr)
+async def test_a_check_that_answers_no_true_value_refuses_the_login(answer: object) -> None:
+    def check(user: str, session: str) -> bool:
+        return answer  # type: ignore[return-value]  # what an untyped check might return
+
+    site = Site(identity(NEW, session_check=check, session_check_ttl=0))
+    w_value = await _login_with_session(site.identity, "ada", "s1")
+    assert (await site.who_with(f"auth={w_value}")).text == "anonymous"
+
+
+async def test_a_check_that_raises_fails_the_request_and_lets_nobody_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    async def check(user: str, session: str) -> bool:
+        calls.append(session)
+        raise ConnectionError("store unreachable")
+
+    site = Site(identity(NEW, session_check=check))
+    value = await _login_with_session(site.identity, "ada", "s1")
+    with caplog.at_level(logging.ERROR, logger="tophat"):
+        resp = await site.who_with(f"auth={value}")
+        private = await site.client.get("/private", headers={"cookie": f"auth={value}"})
+    assert resp.status == 500 and "ada" not in resp.text
+    assert private.status == 500 and site.private_calls == 0
+    assert len(calls) == 2  # a failure is not cached
+    assert any(r.exc_info is not None for r in caplog.records)
+
+
+async def test_an_async_check_without_the_middleware_is_a_clear_error() -> None:
+    store = Store()
+    ident = identity(NEW, session_check=store.check_async)
+    value = await _login_with_session(ident, "ada", store.start("ada"))
+    errors: list[str] = []
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        try:
+            ident.authorized_user(req)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        return await w.send()
+
+    await AsyncTestClient(endpoint).get("/", headers={"cookie": f"auth={value}"})
+    assert len(errors) == 1 and "identity.middleware" in errors[0]
+    # Behind the middleware, the same endpoint reads the user.
+    seen: list[str | None] = []
+
+    async def reads(req: Request, w: ResponseWriter) -> ResponseWritten:
+        seen.append(ident.authorized_user(req))
+        return await w.send()
+
+    await AsyncTestClient(chain(ident.middleware)(reads)).get(
+        "/", headers={"cookie": f"auth={value}"}
+    )
+    assert seen == ["ada"]
+
+
+async def test_a_sync_check_works_without_the_middleware() -> None:
+    store = Store()
+    ident = identity(NEW, session_check=store.check)
+    value = await _login_with_session(ident, "ada", store.start("ada"))
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        seen.append((ident.authorized_user(req), ident.authorized_session(req)))
+        return await w.send()
+
+    await AsyncTestClient(endpoint).get("/", headers={"cookie": f"auth={value}"})
+    [(user, session)] = store.live
+    assert seen == [(user, session)]
+
+
+async def test_rolling_refresh_keeps_the_session() -> None:
+    store = Store()
+    site = revocable(store, max_age=100, rolling=True, session_check_ttl=0)
+    with signing_clock(seconds_ago=60):
+        aged = await site.cookie_value("ada")
+    resp = await site.who_with(f"auth={aged}")
+    [(_, fresh, _)] = set_cookies(resp)
+    assert (await site.who_with(f"auth={fresh}")).text == "ada"
+    store.live.clear()
+    assert (await site.who_with(f"auth={fresh}")).text == "anonymous"
+
+
+async def test_sessions_are_signed_a_swapped_session_does_not_verify() -> None:
+    store = Store()
+    site = revocable(store)
+    value = await site.cookie_value("ada")
+    payload, _, rest = value.partition(".")
+    forged = "WyJhZGEiLCJ4Il0" + "." + rest  # base64url('["ada","x"]') with ada's signature
+    assert payload != "WyJhZGEiLCJ4Il0"
+    assert (await site.who_with(f"auth={forged}")).text == "anonymous"
+
+
+def test_login_needs_a_session_when_a_check_is_set() -> None:
+    ident = identity(NEW, session_check=Store().check)
+    w = ResponseWriter(_NoSink())
+    with pytest.raises(ValueError, match="session="):
+        ident.set_auth_token("ada", w)
+    with pytest.raises(ValueError, match="session must be"):
+        ident.set_auth_token("ada", w, session="")
+    assert w.response.headers.get_all("set-cookie") == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"session_check_ttl": -1}, "session_check_ttl"), ({"session_cache_size": 0}, "cache_size")],
+)
+def test_bad_session_check_settings_are_refused_at_construction(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Identity(NEW, session_check=Store().check, **options)  # type: ignore[arg-type]
+
+
+class _NoSink:
+    async def send_response(self, response: object) -> tuple[int, list[tuple[str, str]], int]:
+        raise AssertionError("never sent")
+
+
+async def _login_with_session(ident: Identity, user: str, session: str) -> str:
+    async def login(req: Request, w: ResponseWriter) -> ResponseWritten:
+        ident.set_auth_token(user, w, session=session)
+        return await w.send()
+
+    resp = await AsyncTestClient(login).post("/")
+    [(_, value, _)] = set_cookies(resp, ident.cookie_name)
+    return value
+
+
+async def test_identity_example_logout_refuses_the_copied_cookie_and_everywhere_all() -> None:
+    client = AsyncTestClient(identity_example.app)
+    name = identity_example.identity.cookie_name
+
+    async def login(user: str) -> str:
+        [(_, value, _)] = set_cookies(await client.post(f"/login?user={user}"), name)
+        return f"{name}={value}"
+
+    jar = await login("ada")
+    stolen = jar
+    assert (await client.get("/hello", headers={"cookie": stolen})).text == "hello, ada"
+    await client.post("/logout", headers={"cookie": jar})
+    assert (await client.get("/hello", headers={"cookie": stolen})).text == "hello, stranger"
+
+    phone, laptop = await login("grace"), await login("grace")
+    out = await client.post("/logout-everywhere", headers={"cookie": phone})
+    assert out.text == "logged out everywhere: grace"
+    assert (await client.get("/private", headers={"cookie": laptop})).status == 401
+    assert (await client.post("/logout-everywhere")).status == 401
+
+
+# -- acceptance: a revoked cookie replayed on another server process -------------------------
+
+
+def _call(port: int, method: str, path: str, cookie: str | None = None) -> tuple[int, str, str]:
+    """(status, body, the identity cookie set as name=value or "") from a real server."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, headers={"cookie": cookie} if cookie else {})
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        jar = ""
+        for header in resp.headers.get_all("set-cookie") or []:
+            name, value, _ = parse_set_cookie(header)
+            jar = f"{name}={value}"
+        return resp.status, body, jar
+    finally:
+        conn.close()
+
+
+def test_a_revoked_identity_cookie_replayed_on_another_server_process_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parser: str
+) -> None:
+    # Two separate servers (one on asyncio, one on trio) share only the key and the sessions
+    # file, as two machines would share a key and a database. A logout or "log out
+    # everywhere" on one holds on the other (ttl 0: no cached verdict in the way).
+    monkeypatch.setenv("TOPHAT_SECRET", secrets.token_urlsafe(48))
+    monkeypatch.setenv("TOPHAT_SESSIONS", str(tmp_path / "sessions.sqlite3"))
+    monkeypatch.setenv("TOPHAT_SESSION_TTL", "0")
+    one, two = free_port(), free_port()
+    app = "examples.identity:app"
+    with (
+        cli("--port", str(one), "--runtime", "asyncio", "--parser", parser, app=app),
+        cli("--port", str(two), "--runtime", "trio", "--parser", parser, app=app),
+    ):
+        status, _, jar = _call(one, "POST", "/login?user=ada")
+        assert status == 200 and jar.startswith("__Host-tophat-auth=")
+        stolen = jar
+        assert _call(two, "GET", "/hello", stolen)[:2] == (200, "hello, ada")
+        assert _call(one, "GET", "/private/", stolen)[0] == 200
+
+        status, _, removal = _call(one, "POST", "/logout", jar)
+        assert status == 200 and removal == "__Host-tophat-auth="
+        assert _call(two, "GET", "/hello", stolen)[:2] == (200, "hello, stranger")
+        assert _call(two, "GET", "/private/", stolen)[0] == 401
+        assert _call(one, "GET", "/hello", stolen)[:2] == (200, "hello, stranger")
+
+        phone, laptop = (
+            _call(one, "POST", "/login?user=grace")[2],
+            _call(two, "POST", "/login?user=grace")[2],
+        )
+        assert _call(one, "GET", "/hello", laptop)[1] == "hello, grace"
+        assert _call(two, "POST", "/logout-everywhere", phone)[0] == 200
+        assert _call(one, "GET", "/hello", laptop)[1] == "hello, stranger"
+        assert _call(one, "GET", "/hello", phone)[1] == "hello, stranger"
