@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, TypeVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from tophat.http.charset import charset
 from tophat.http.cookies import Cookies, parse_cookies
 from tophat.http.headers import Headers
+from tophat.http.query import NO_PARAMS, Params, Query, as_params
 
 __all__ = [
     "DATA_KEY",
@@ -75,50 +76,6 @@ class _NoBody:
         return None
 
 
-class Query:
-    """Parsed query string: several values per name, order kept.
-
-    >>> q = Query("a=1&b=2&a=3")
-    >>> q.get("a"), q.get_all("a"), "b" in q
-    ('1', ['1', '3'], True)
-    """
-
-    __slots__ = ("_pairs",)
-
-    def __init__(self, query_string: str) -> None:
-        self._pairs = parse_qsl(query_string, keep_blank_values=True)
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        for key, value in self._pairs:
-            if key == name:
-                return value
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        return [value for key, value in self._pairs if key == name]
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._pairs)
-
-    def __contains__(self, name: object) -> bool:
-        return any(key == name for key, _ in self._pairs)
-
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(key for key, _ in self._pairs))
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __repr__(self) -> str:
-        return f"Query({self._pairs!r})"
-
-
 class Request:
     """An HTTP request as received.
 
@@ -133,7 +90,8 @@ class Request:
         server: the local ``(host, port)`` when the runtime knows it.
         scheme: ``"http"`` or ``"https"``.
         ext: free storage for middleware and the router.
-        params: path parameters captured by the router (empty without one).
+        params: path parameters captured by the router (empty without one), with typed
+            getters: ``req.params.get_int("id", min=1)`` (``tophat.http.query``).
         root_path: the prefix a mounting router took off the path (``""`` when not mounted).
         stopping: the server's shutdown signal; long-running handlers (streams, SSE) watch it.
         disconnected: set once the client closed or reset the connection while this request
@@ -149,6 +107,7 @@ class Request:
         "_consumed",
         "_cookies",
         "_host",
+        "_params",
         "_path",
         "_query",
         "_raw_path",
@@ -158,7 +117,6 @@ class Request:
         "ext",
         "headers",
         "method",
-        "params",
         "query_string",
         "root_path",
         "scheme",
@@ -193,7 +151,7 @@ class Request:
         self.disconnected = disconnected
         self.ext: dict[str, Any] = {}
         self._host: str | None = None
-        self.params: Mapping[str, Any] = {}
+        self._params: Params = NO_PARAMS
         # (origin-form, the usual one, needs no conversion)
         path, _, self.query_string = (
             target if target[:1] == "/" else _origin_path(target)
@@ -232,6 +190,16 @@ class Request:
         if self._query is None:
             self._query = Query(self.query_string)
         return self._query
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    @params.setter
+    def params(self, params: Mapping[str, Any]) -> None:
+        # (A router's dict becomes a read-only Params here: one small copy, per routed
+        # request with parameters only; the empty one is shared.)
+        self._params = as_params(params)
 
     @property
     def cookies(self) -> Cookies:
