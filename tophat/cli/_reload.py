@@ -112,6 +112,9 @@ def run_with_reload(argv: Sequence[str], paths: Sequence[Path], grace: float) ->
         child.signal(signum)  # the first starts a graceful shutdown, a second forces it
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    quiet = logging.getLogger("watchfiles")
+    if quiet.level == logging.NOTSET:  # its "1 change detected": ours names the files
+        quiet.setLevel(logging.WARNING)
     shown = ", ".join(str(p) for p in paths)
     log.info("reloader %d: restarting the server on *.py changes in %s", os.getpid(), shown)
     try:
