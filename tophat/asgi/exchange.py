@@ -18,7 +18,7 @@ from email.utils import formatdate
 from typing import NoReturn, TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
-from tophat._asynclib import Event, current, new_event
+from tophat._asynclib import Event, current, new_deadline, new_event
 from tophat.asgi.types import AppConfig, Message, Receive, Scope, Send
 from tophat.glitch import Glitch
 from tophat.http.framing import SERVER_MANAGED, content_length, sends_content
@@ -313,7 +313,8 @@ class Exchange:
             await self._refuse(413, "Content Too Large")
             return
         try:
-            await run_endpoint(self.app.endpoint, request, self)
+            deadline = new_deadline(self.app.opts.handler_timeout)
+            await run_endpoint(self.app.endpoint, request, self, deadline)
         except OSError as exc:
             log.debug("client gone before the error response: %r", exc)
 

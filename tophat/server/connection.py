@@ -22,7 +22,7 @@ from tophat.http.request import NEVER_STOPPING, Request, Stopping
 from tophat.parsers import make_parser
 from tophat.parsers.events import CLOSED, NEED_DATA, End, Head, ParseError, Parser, Sentinel
 from tophat.server.departure import Disconnected
-from tophat.server.exchange import run_endpoint
+from tophat.server.exchange import handler_deadline, run_endpoint
 from tophat.server.opts import ServerOpts
 from tophat.server.sender import BROKEN, ResponseSender
 from tophat.server.stream import Phase, Stream, StreamTimeout
@@ -330,7 +330,8 @@ class Connection(ResponseSender):
         self._request = request
         if body.finished and self._phased_stream is not None:
             self._phased_stream.set_phase("handler")  # no read until the endpoint returns
-        await run_endpoint(self.endpoint, request, self)
+        deadline = handler_deadline(self.stream, self.opts.handler_timeout)  # (None: off)
+        await run_endpoint(self.endpoint, request, self, deadline)
         if self._must_close or not (body.finished or await self._drain()):
             return False
         # Nothing of this exchange may stay alive while the connection waits for the next

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
 from typing import Protocol
 
 from tophat.glitch import Glitch
@@ -24,10 +25,12 @@ from tophat.server.opts import ServerOpts
 
 __all__ = [
     "Aborted",
+    "Deadline",
     "ExchangeSink",
     "Logged",
     "aclose",
     "for_log",
+    "handler_deadline",
     "log_glitch",
     "name_of",
     "next_piece",
@@ -79,11 +82,82 @@ class ExchangeSink(Protocol):
     async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]: ...
 
 
-async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink) -> None:
-    """Run ``endpoint``; make sure the client gets exactly one response, or a close."""
-    writer = ResponseWriter(sink)
+class Deadline(Protocol):
+    """``ServerOpts.handler_timeout`` for one endpoint run, as the carrier's runtime makes it
+    (``tophat._asynclib``: a task cancelled by a timer on asyncio, a cancel scope on trio). A
+    ``with`` block: cancel what runs inside ``seconds`` after it began, unless ``stop()`` came
+    first; on the way out, swallow that cancellation (only that one) and say ``expired``."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    @property
+    def expired(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool: ...
+
+
+_warned_no_deadline: set[type] = set()
+
+
+def handler_deadline(stream: object, timeout: float | None) -> Deadline | None:
+    """The deadline of one endpoint run on ``stream`` (``ServerOpts.handler_timeout``), made by
+    the stream's optional ``deadline(seconds)`` method: the server imports no runtime, the
+    stream's runtime owns the clock. None when off (and, warned once, for a stream without it).
+    """
+    if timeout is None:
+        return None
+    make = getattr(stream, "deadline", None)
+    if make is None:
+        if type(stream) not in _warned_no_deadline:
+            _warned_no_deadline.add(type(stream))
+            log.warning("%s has no deadline(): handler_timeout does not apply", type(stream))
+        return None
+    deadline: Deadline = make(timeout)
+    return deadline
+
+
+class _Until:
+    """The writer's sink while a deadline runs: the response's start (``w.send()``) stops it,
+    so a started response, a stream or an SSE feed, is never cut by it."""
+
+    __slots__ = ("_deadline", "_sink")
+
+    def __init__(self, sink: ExchangeSink, deadline: Deadline) -> None:
+        self._sink = sink
+        self._deadline = deadline
+
+    async def send_response(self, response: Response) -> tuple[int, list[tuple[str, str]], int]:
+        self._deadline.stop()
+        return await self._sink.send_response(response)
+
+
+async def run_endpoint(
+    endpoint: Endpoint, request: Request, sink: ExchangeSink, deadline: Deadline | None = None
+) -> None:
+    """Run ``endpoint``; make sure the client gets exactly one response, or a close.
+
+    With a ``deadline`` (see :func:`handler_deadline`), an endpoint that has not called
+    ``w.send()`` when it expires is cancelled and the client gets a 503 (then a close: the
+    endpoint stopped at any point, perhaps inside a read of the request body).
+    """
+    writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline))
     try:
-        result = await endpoint(request, writer)
+        if deadline is None:
+            result = await endpoint(request, writer)
+        else:
+            result = None
+            with deadline:
+                result = await endpoint(request, writer)
+            if deadline.expired and not sink.started:
+                await _expired(endpoint, request, sink, writer, deadline.seconds)
+                return
     except Glitch as glitch:
         if sink.started:
             sink.mark_close()
@@ -125,6 +199,19 @@ async def run_endpoint(endpoint: Endpoint, request: Request, sink: ExchangeSink)
             result,
         )
         await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
+
+
+async def _expired(
+    endpoint: Endpoint, request: Request, sink: ExchangeSink, writer: ResponseWriter, after: float
+) -> None:
+    error_log.error(
+        "endpoint %s did not start its response within %g s (ServerOpts.handler_timeout): "
+        "cancelled; answering 503",
+        where(endpoint, request),
+        after,
+    )
+    sink.mark_close()
+    await respond_with_glitch(sink, writer, Logged(Glitch(503)), request)
 
 
 async def respond_with_glitch(

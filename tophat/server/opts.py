@@ -60,6 +60,14 @@ class ServerOpts:
     #: The request parser: ``"h11"`` (the reference), ``"httptools"`` (the ``fast`` extra), or
     #: ``"auto"``. Both go through the same strict validation layer.
     parser: Literal["auto", "h11", "httptools"] = "auto"
+    #: How long an endpoint may run before it starts its response (calls ``w.send()``); then
+    #: it is cancelled and the client gets 503. A response already started is never cut.
+    #: Off by default: the time counts from the endpoint's call, so it covers reading the
+    #: request body (a 16 MiB upload at 2 Mbit/s takes a minute) and a long poll's wait; a
+    #: hung endpoint is cancelled anyway ``disconnect_grace`` after its client (or proxy) gives
+    #: up. Behind a proxy, a little under the proxy's read timeout (nginx: 60 s) is a good
+    #: value: past it nobody reads the answer.
+    handler_timeout: float | None = None
     #: The body of an error response (a Glitch, the router's 404/405, an unhandled error's
     #: 500): ``"negotiate"`` sends RFC 9457 ``application/problem+json`` when the request's
     #: Accept prefers JSON and ``text/plain`` otherwise (``*/*`` alone: text), with
@@ -75,5 +83,7 @@ class ServerOpts:
             raise ValueError("ServerOpts.max_drain_size must be >= 0")
         if self.parser not in ("auto", "h11", "httptools"):
             raise ValueError("ServerOpts.parser must be 'auto', 'h11' or 'httptools'")
+        if self.handler_timeout is not None and not self.handler_timeout > 0:
+            raise ValueError("ServerOpts.handler_timeout must be positive, or None for no limit")
         if self.error_format not in ("negotiate", "json", "text"):
             raise ValueError("ServerOpts.error_format must be 'negotiate', 'json' or 'text'")

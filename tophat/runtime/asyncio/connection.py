@@ -20,6 +20,7 @@ import logging
 import socket
 from typing import cast
 
+from tophat._asynclib import AsyncioDeadline
 from tophat.http.serialize import LINGER, OVERLOADED
 from tophat.runtime.asyncio.pool import ConnectionPool
 from tophat.server.connection import Connection
@@ -215,6 +216,9 @@ class Conn(asyncio.BufferedProtocol):
     def new_event(self) -> asyncio.Event:
         return asyncio.Event()
 
+    # ServerOpts.handler_timeout (tophat.server.exchange.handler_deadline): a timer cancels the task
+    deadline = staticmethod(AsyncioDeadline)
+
     def set_phase(self, phase: Phase) -> None:
         if phase == "head" and self._phase != "head":
             timeout = self._opts.head_timeout
@@ -372,6 +376,11 @@ class Conn(asyncio.BufferedProtocol):
             transport.abort()
         else:
             transport.close()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is under way: anything but waiting for the next one."""
+        return self._phase != "idle"
 
     def shutdown_if_idle(self) -> None:
         """Called at shutdown: wake a connection waiting for its next request so it ends."""

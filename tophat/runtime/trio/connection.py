@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import trio
 
+from tophat._asynclib import TrioDeadline
 from tophat.http.serialize import LINGER
 from tophat.runtime.trio.pool import ConnectionPool
 from tophat.server.connection import Connection
@@ -122,6 +123,9 @@ class Conn:
 
     def new_event(self) -> trio.Event:
         return trio.Event()
+
+    # ServerOpts.handler_timeout (tophat.server.exchange.handler_deadline): a cancel scope
+    deadline = staticmethod(TrioDeadline)
 
     # -- watching for the client leaving while the endpoint runs --------------------------------
 
@@ -324,6 +328,11 @@ class Conn:
             close_socket(self._sock)
 
     # -- shutdown -----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is under way: anything but waiting for the next one."""
+        return self._phase != "idle"
 
     def shutdown_if_idle(self) -> None:
         """Called at shutdown: end a wait for the next request, so the connection ends."""
