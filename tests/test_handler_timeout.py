@@ -234,3 +234,12 @@ class _AnyHeaders(dict[str, str]):
 
 def _any_headers() -> dict[str, str]:
     return _AnyHeaders()
+
+
+def test_the_cli_flag_sets_the_field() -> None:
+    from tophat.cli import build_parser
+    from tophat.cli._options import opts_kwargs
+
+    args = build_parser().parse_args(["m:a", "--handler-timeout", "500ms"])
+    assert opts_kwargs(args) == {"handler_timeout": 0.5}
+    assert opts_kwargs(build_parser().parse_args(["m:a"])) == {}  # (ServerOpts' default: off)

@@ -151,6 +151,7 @@ OPTS_FLAGS: tuple[Flag, ...] = (
         "time a handler may go on after its client left",
         _S,
     ),
+    Flag("handler_timeout", seconds(none=True), "time a handler has to start its response", _S),
 )
 
 
