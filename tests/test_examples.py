@@ -231,3 +231,66 @@ async def test_middleware_example_sets_request_id_and_logs_after_sending(
     assert "GET / -> 200, 21 bytes" in caplog.text
     fresh = await client.get("/")
     assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-request-id"])
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "accept", "status", "body"),
+    [
+        ("GET", "/notes?limit=2&order=desc", None, 200, "[3, 2]"),
+        ("GET", "/notes?tag=work&tag=home&done=false", None, 200, "[2, 3]"),
+        (
+            "GET",
+            "/notes?limit=500",
+            None,
+            400,
+            "query parameter 'limit': expected an integer between 1 and 100",
+        ),
+        (
+            "GET",
+            "/notes?limit=500",
+            "application/json",
+            400,
+            '{"type":"about:blank","title":"Bad Request","status":400,'
+            '"detail":"query parameter \'limit\': expected an integer between 1 and 100",'
+            '"errors":[{"field":"limit","message":"expected an integer between 1 and 100"}]}',
+        ),
+        (
+            "GET",
+            "/notes/9",
+            "application/json",
+            404,
+            '{"type":"about:blank","title":"Not Found","status":404,"detail":"no note 9"}',
+        ),
+        (
+            "POST",
+            "/notes",
+            "application/json",
+            422,
+            '{"type":"about:blank","title":"Unprocessable Content","status":422,'
+            '"detail":"text: must not be empty",'
+            '"errors":[{"field":"text","message":"must not be empty"}]}',
+        ),
+    ],
+)
+async def test_query_example_reads_typed_values_and_answers_problems(
+    method: str, target: str, accept: str | None, status: int, body: str
+) -> None:
+    from examples import query
+
+    headers = {"accept": accept} if accept else {}
+    resp = await AsyncTestClient(query.app).request(method, target, headers=headers)
+    assert resp.status == status
+    if status == 200:
+        assert str([note["id"] for note in resp.json()]) == body
+    else:
+        assert resp.text == body
+        expected = "application/problem+json" if accept else "text/plain; charset=utf-8"
+        assert resp.headers["content-type"] == expected
+
+
+def test_query_example_runs_with_the_cli() -> None:
+    test_every_example_runs_with_the_cli(
+        "query",
+        "/notes?limit=1",
+        b'[{"id": 1, "text": "buy milk", "tags": ["home"], "done": true}]',
+    )
