@@ -18,7 +18,8 @@ import pytest
 
 from tophat import Glitch, Headers, Request, ResponseWriter, ResponseWritten
 from tophat.asgi import to_asgi
-from tophat.http.query import Params, Query
+from tophat.http.params import Params
+from tophat.http.query import Query
 from tophat.router import Router
 from tophat.testing import AsyncTestClient
 

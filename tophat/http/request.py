@@ -10,7 +10,8 @@ from urllib.parse import unquote
 from tophat.http.charset import charset
 from tophat.http.cookies import Cookies, parse_cookies
 from tophat.http.headers import Headers
-from tophat.http.query import NO_PARAMS, Params, Query, as_params
+from tophat.http.params import NO_PARAMS, Params, as_params
+from tophat.http.query import Query
 
 __all__ = [
     "DATA_KEY",
