@@ -294,3 +294,31 @@ def test_query_example_runs_with_the_cli() -> None:
         "/notes?limit=1",
         b'[{"id": 1, "text": "buy milk", "tags": ["home"], "done": true}]',
     )
+
+
+def test_errors_verbose_runs_as_a_script_as_its_docstring_says() -> None:
+    # "python examples/errors_verbose.py" once failed with an ImportError (a relative import).
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "examples/errors_verbose.py", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"127.0.0.1:{port}" in line, line
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /users/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        [resp] = parse_responses(data)
+        assert resp.status == 400
+        assert b"ValueError" in resp.body  # the cause: verbose glitches are on
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert "Traceback" not in err
