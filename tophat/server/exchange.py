@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Protocol
@@ -22,6 +23,7 @@ from tophat.http.request import ROUTE_KEY, Request
 from tophat.http.writer import Response, ResponseWriter
 from tophat.parsers.events import ParseError
 from tophat.server.opts import ServerOpts
+from tophat.server.respond import STARTED_KEY
 
 __all__ = [
     "Aborted",
@@ -147,7 +149,9 @@ async def run_endpoint(
     ``w.send()`` when it expires is cancelled and the client gets a 503 (then a close: the
     endpoint stopped at any point, perhaps inside a read of the request body).
     """
-    writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline))
+    if sink.opts.access_log:
+        request.ext[STARTED_KEY] = time.perf_counter()  # (the access log's duration)
+    writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline), request)
     try:
         if deadline is None:
             result = await endpoint(request, writer)
