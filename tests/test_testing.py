@@ -411,6 +411,9 @@ def test_a_cookie_without_domain_is_host_only_and_domain_widens_it() -> None:
         # A response from the subdomain cannot delete the parent's host-only cookie.
         set_cookie(client, "host=; Max-Age=0; Path=/", url="https://api.example.com/set")
         assert client.cookies.get("host") == "1"
+        # Nor can another site delete a cookie of this domain (deletions are checked too).
+        set_cookie(client, "wide=; Max-Age=0; Domain=example.com", url="https://other.org/set")
+        assert client.cookies.get("wide") == "1"
 
 
 @pytest.mark.parametrize(
