@@ -10,10 +10,21 @@ child process, read from its stderr.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from servers import HOST, RUNTIMES, CliServer, cli, free_port
 
 from tophat import Glitch, Request, ResponseWriter, ResponseWritten
 from tophat.asgi import to_asgi
@@ -358,3 +369,161 @@ async def test_the_refusal_log_escapes_control_characters(caplog: pytest.LogCapt
     [line] = cors_lines(caplog)
     assert "origin 'https://x\\r\\nINFO forged\\x1b[31m.example' is not allowed" in line
     assert not any(c in line for c in "\r\n\x1b")
+
+
+# -- start-up and shutdown lines (the CLI and tophat.serve() in a child process) ----------------
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(
+    r"tophat listening on http://127\.0\.0\.1:(\d+) "
+    r"\((asyncio|uvloop|trio), (h11|httptools) parser, 1 worker, pid (\d+)\); "
+    r"press Ctrl\+C to stop"
+)
+
+
+def get_request() -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_listening_line_says_address_runtime_parser_workers_pid_and_how_to_stop(
+    runtime: str, parser: str
+) -> None:
+    port = free_port()
+    with cli("--port", str(port), "--runtime", runtime, "--parser", parser) as server:
+        [line] = [ln for ln in server.stderr.decode().splitlines() if "listening" in ln]
+        found = LISTENING.search(line)
+        assert found is not None, line
+        assert found.groups() == (str(port), runtime, parser, str(server.proc.pid))
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=5) == 0
+        assert "shutting down (no request in flight)" in server.rest_of_stderr()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_shutdown_line_says_how_long_it_waits_and_how_to_force_the_exit(
+    runtime: str, parser: str
+) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--runtime", runtime, "--parser", parser)
+    with (
+        cli(*args, app="tests.servers:answer_when_stopping") as server,
+        socket.create_connection((HOST, port), timeout=5) as s,
+    ):
+        s.sendall(get_request())
+        server.wait_for(b"request in")
+        server.proc.send_signal(signal.SIGINT)
+        server.wait_for(b"now\n")
+        assert (
+            "shutting down: waiting up to 10s for 1 request; press Ctrl+C again to stop now"
+            in server.stderr.decode()
+        )
+        assert server.proc.wait(timeout=5) == 0
+
+
+def wait_for_count(server: CliServer, text: bytes, count: int, timeout: float = 10) -> None:
+    """Read the server's log until ``text`` appears ``count`` times in it."""
+    deadline = time.monotonic() + timeout
+    while server.stderr.count(text) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not logged {count} times: {server.stderr!r}"
+        assert server.proc.stderr is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(server.proc.stderr, selectors.EVENT_READ)
+            if sel.select(left):
+                data = os.read(server.proc.stderr.fileno(), 65536)
+                assert data, f"server exited: {server.stderr!r}"
+                server.stderr += data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_each_worker_line_carries_its_pid(runtime: str, parser: str) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--runtime", runtime, "--parser", parser)
+    args += ("--workers", "2", "--access-log")
+    with cli(*args) as server:
+        wait_for_count(server, b"tophat listening on", 2)
+        with socket.create_connection((HOST, port), timeout=5) as s:
+            s.sendall(get_request())
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        wait_for_count(server, b'"GET / HTTP/1.1" 200', 1)
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=10) == 0
+        text = server.rest_of_stderr()
+    assert re.search(r"supervisor \d+: starting 2 \w+ workers \(.*\); press Ctrl\+C to stop", text)
+    assert (
+        "supervisor: stopping 2 workers: waiting up to 15s; press Ctrl+C again to stop now" in text
+    )
+    pids, access_pid = set(), None
+    for line in text.splitlines():
+        if "tophat listening on" in line:
+            found = re.search(
+                r"\[worker (\d+)\] tophat listening on http://127\.0\.0\.1:\d+ "
+                rf"\({runtime}, {parser} parser, 1 of 2 workers, pid (\d+)\)$",
+                line,
+            )
+            assert found is not None and found[1] == found[2], line
+            pids.add(found[1])
+        elif " tophat.access: " in line:
+            found = re.search(r"tophat\.access: \[worker (\d+)\] 127\.0\.0\.1:", line)
+            assert found is not None, line
+            access_pid = found[1]
+    assert len(pids) == 2 and access_pid in pids
+
+
+SCRIPT = """
+import sys
+import tophat
+from examples.hello import app
+{setup}
+tophat.serve(app, "127.0.0.1", int(sys.argv[1]))
+"""
+
+
+def run_script(tmp_path: Path, setup: str) -> str:
+    """A user's script calling ``tophat.serve``: its stderr from start to SIGINT."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(setup=textwrap.dedent(setup)))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    server = CliServer(proc)
+    try:
+        server.wait_for(b"Ctrl+C to stop")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+        return server.rest_of_stderr()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_serve_from_a_script_with_no_logging_configured_logs_its_listening_line(
+    tmp_path: Path,
+) -> None:
+    # (ensure_handler twice: tophat.serve() called again in one process adds no second handler)
+    text = run_script(tmp_path, "from tophat.runtime.logs import ensure_handler; ensure_handler()")
+    [line] = [ln for ln in text.splitlines() if "listening" in ln]
+    assert re.fullmatch(r"\S+ \S+ INFO tophat\.server: " + LISTENING.pattern, line), line
+    assert "stopped" in text
+
+
+@pytest.mark.slow
+def test_serve_leaves_the_users_logging_configuration_alone(tmp_path: Path) -> None:
+    text = run_script(
+        tmp_path, 'import logging; logging.basicConfig(level="INFO", format="USER %(message)s")'
+    )
+    [line] = [ln for ln in text.splitlines() if "listening" in ln]
+    assert line.startswith("USER tophat listening on http://127.0.0.1:")

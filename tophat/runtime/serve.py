@@ -14,6 +14,7 @@ from ssl import SSLContext
 
 from tophat.http.endpoint import Endpoint
 from tophat.runtime.limits import raise_fd_limit
+from tophat.runtime.logs import ensure_handler
 from tophat.runtime.run import RUNTIMES, MissingExtra, Runtime, check_runtime, run_one, serve_trio
 from tophat.server.lifespan import Lifespan, LifespanFailed
 from tophat.server.opts import ServerOpts
@@ -68,6 +69,7 @@ def serve(
     check_runtime(runtime)
     if workers < 1:
         raise ValueError("workers must be >= 1")
+    ensure_handler()  # a script that configured no logging still sees where it listens
     # Before forking: workers inherit the limit (it is per process, as is max_connections).
     raise_fd_limit((opts or ServerOpts()).max_connections)
     if workers == 1:

@@ -38,6 +38,7 @@ from typing import Literal
 
 from tophat.http.endpoint import Endpoint
 from tophat.runtime.limits import BACKLOG
+from tophat.runtime.logs import mark_worker
 from tophat.runtime.run import Runtime, run_one
 from tophat.server.exchange import name_of
 from tophat.server.lifespan import Lifespan, LifespanFailed
@@ -87,10 +88,12 @@ def _worker_main(
     ssl: SSLContext | None,
     shared: socket.socket | None,
     lifespan: Lifespan | None,
+    workers: int,
 ) -> None:
     # The supervisor's handlers do not belong here; the runtime installs its own.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    mark_worker(workers)  # this process's log lines carry its pid
     # Bound, not listening: the server listens once the lifespan's setup is done, so the kernel
     # sends this worker no connection before it can serve one.
     sock = shared if shared is not None else _reuseport_socket(host, port)
@@ -140,7 +143,13 @@ def supervise(
         if uds is None:
             port = anchor.getsockname()[1]
     mode = "SO_REUSEPORT" if use_reuseport else "one inherited socket"
-    log.info("supervisor %d: starting %d %s workers (%s)", os.getpid(), workers, runtime, mode)
+    log.info(
+        "supervisor %d: starting %d %s workers (%s); press Ctrl+C to stop",
+        os.getpid(),
+        workers,
+        runtime,
+        mode,
+    )
 
     stopping = False
 
@@ -153,7 +162,7 @@ def supervise(
     def start() -> BaseProcess:
         proc = ctx.Process(
             target=_worker_main,
-            args=(endpoint, host, port, opts, runtime, ssl, shared, lifespan),
+            args=(endpoint, host, port, opts, runtime, ssl, shared, lifespan, workers),
             name="tophat-worker",
             daemon=False,
         )
@@ -194,11 +203,17 @@ def supervise(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        log.info("supervisor: stopping %d workers", len(procs))
+        grace = (opts or ServerOpts()).shutdown_grace + 5.0
+        # (The handlers are the previous ones again: a second Ctrl+C interrupts this wait, and
+        # reaches the workers too, which then stop at once.)
+        log.info(
+            "supervisor: stopping %d workers: waiting up to %gs; press Ctrl+C again to stop now",
+            len(procs),
+            grace,
+        )
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGTERM)
-        grace = (opts or ServerOpts()).shutdown_grace + 5.0
         deadline = time.monotonic() + grace
         for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))

@@ -39,6 +39,8 @@ class Member(Protocol):
     task: asyncio.Task[None] | None
     grace_timer: asyncio.TimerHandle | None  # cancels the endpoint of a client that left
 
+    @property
+    def busy(self) -> bool: ...  # a request is under way (the shutdown line counts them)
     def shutdown_if_idle(self) -> None: ...
     def end_linger(self) -> None: ...
 

@@ -26,6 +26,7 @@ from tophat.parsers import preload
 from tophat.runtime.asyncio.connection import Conn
 from tophat.runtime.asyncio.pool import ConnectionPool
 from tophat.runtime.limits import ACCEPT_IGNORED, BACKLOG, AcceptFailures, listen_url
+from tophat.runtime.logs import log_listening, log_shutting_down
 from tophat.server.lifespan import Lifespan, LifespanScope
 from tophat.server.opts import ServerOpts
 
@@ -113,6 +114,10 @@ class Server:
         with contextlib.suppress(OSError):
             if os.stat(path).st_ino == inode:
                 os.unlink(path)
+
+    def in_flight(self) -> int:
+        """How many requests are under way (a connection waiting for its next one is not)."""
+        return sum(c.busy for c in (*self.pool.conns, *self.pool.gone))
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within ``grace``, then close everything.
@@ -293,10 +298,6 @@ async def serve(
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     try:  # (from here on, whatever fails still drains and runs the lifespan's teardown)
-        for s in server.sockets:
-            log.info("tophat listening on %s", listen_url(s, tls=ssl is not None))
-        if ready is not None:
-            ready(server)
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
@@ -304,11 +305,21 @@ async def serve(
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
                     pass
+        runtime = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        log_listening(
+            server.sockets,
+            tls=ssl is not None,
+            runtime=runtime,
+            opts=server.opts,
+            signals=bool(installed),
+        )
+        if ready is not None:
+            ready(server)
         await stop.wait()
     finally:
         # Handlers off first: a second Ctrl-C during the grace period interrupts at once.
         for sig in installed:
             loop.remove_signal_handler(sig)
-        log.info("shutting down")
+        log_shutting_down(server.in_flight(), server.opts.shutdown_grace, signals=bool(installed))
         await server.shutdown()
     log.info("stopped")

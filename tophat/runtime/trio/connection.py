@@ -331,8 +331,9 @@ class Conn:
 
     @property
     def busy(self) -> bool:
-        """Whether a request is under way: anything but waiting for the next one."""
-        return self._phase != "idle"
+        """Whether a request is under way: anything but waiting for the next one (the
+        "handler" phase is not kept in ``_phase``, but the pool watches the connection then)."""
+        return self._phase != "idle" or self.watch_tick >= 0
 
     def shutdown_if_idle(self) -> None:
         """Called at shutdown: end a wait for the next request, so the connection ends."""

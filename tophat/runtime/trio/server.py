@@ -36,8 +36,8 @@ from tophat.runtime.limits import (
     OUT_OF_RESOURCES,
     AcceptFailures,
     Throttled,
-    listen_url,
 )
+from tophat.runtime.logs import log_listening, log_shutting_down
 from tophat.runtime.trio.connection import Conn, close_socket
 from tophat.runtime.trio.pool import ConnectionPool
 from tophat.runtime.trio.tls import TLSConn
@@ -359,15 +359,22 @@ async def serve(
             async with trio.open_nursery() as nursery:
                 signals = await nursery.start(_watch_signals, server) if handle_signals else None
                 await nursery.start(server._run)
-                for s in server.sockets:
-                    log.info("tophat listening on %s", listen_url(s, tls=server.tls))
+                log_listening(
+                    server.sockets,
+                    tls=server.tls,
+                    runtime="trio",
+                    opts=server.opts,
+                    signals=signals is not None,
+                )
                 if ready is not None:
                     ready(server)
                 task_status.started(server)
                 try:
                     await server._stop.wait()
                 finally:
-                    log.info("shutting down")
+                    busy = sum(c.busy for c in server._pool.conns)
+                    grace = server.opts.shutdown_grace if server._grace is None else server._grace
+                    log_shutting_down(busy, grace, signals=signals is not None)
                     with trio.CancelScope(shield=True):
                         await server._close()
                     if signals is not None:
