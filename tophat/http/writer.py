@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json as _json
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from tophat.http import cookies as _cookies
+from tophat.http import files as _files
 from tophat.http.headers import Field, Headers
+
+if TYPE_CHECKING:
+    from tophat.http.request import Request
 
 __all__ = ["Response", "ResponseWriter", "ResponseWritten", "ServerSentEvent"]
 
@@ -99,10 +104,11 @@ class ResponseWriter:
     and the middleware) is named in lower case. Names are case-insensitive (RFC 9110 §5.1).
     """
 
-    __slots__ = ("_before_send", "_sink", "_written", "response")
+    __slots__ = ("_before_send", "_request", "_sink", "_written", "response")
 
-    def __init__(self, sink: _Sink) -> None:
+    def __init__(self, sink: _Sink, request: Request | None = None) -> None:
         self._sink = sink
+        self._request = request  # the request answered (set_file reads its conditions, Range)
         self.response = Response()
         self._written: ResponseWritten | None = None
         self._before_send: list[Callable[[Response], None]] | None = None
@@ -285,6 +291,46 @@ class ResponseWriter:
         h = self.response.headers
         h.set("content-type", "text/event-stream; charset=utf-8")
         h.set("cache-control", "no-cache")
+
+    def set_file(
+        self,
+        file: str | os.PathLike[str] | IO[bytes],
+        *,
+        content_type: str | None = None,
+        filename: str | None = None,
+        inline: bool = False,
+        chunk_size: int = 64 * 1024,
+    ) -> None:
+        """Send a file: a path, or a binary file open for reading (closed when sent).
+
+        Sets Content-Length, Content-Type, Last-Modified, ETag and Accept-Ranges, and answers
+        the request's conditions and ranges (RFC 9110 §13, §14): the status becomes 304, 412,
+        206 (one range, or several as ``multipart/byteranges``) or 416, else stays 200. With
+        another status set first (a custom 404 page), the file is sent whole with it. Streamed
+        in pieces of ``chunk_size`` (zero-copy ``sendfile`` where the connection allows); a
+        HEAD, 304, 412 or 416 never opens it. See ``tophat/http/files.py`` for the details.
+
+        Args:
+            file: a path (opened when the body is sent) or an open binary file (sent whole;
+                an in-memory one such as ``io.BytesIO`` gets no validators).
+            content_type: by default one already set, else guessed from ``filename`` or the
+                path (``mimetypes``; ``charset=utf-8`` for text; else octet-stream).
+            filename: adds ``Content-Disposition: attachment`` (``inline`` with ``inline``),
+                with an RFC 8187 ``filename*`` for a non-ASCII name.
+
+        Raises:
+            OSError: as ``os.stat`` (FileNotFoundError, IsADirectoryError, ...).
+            ValueError: for a FIFO, a device or another file that is not a regular one.
+        """
+        _files.set_file(
+            self.response,
+            file,
+            self._request,
+            content_type=content_type,
+            filename=filename,
+            inline=inline,
+            chunk_size=chunk_size,
+        )
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -151,7 +151,7 @@ async def run_endpoint(
     """
     if sink.opts.access_log:
         request.ext[STARTED_KEY] = time.perf_counter()  # (the access log's duration)
-    writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline))
+    writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline), request)
     try:
         if deadline is None:
             result = await endpoint(request, writer)
