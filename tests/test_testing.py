@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sniffio
 
-from tophat import MissingExtra, Request, ResponseWriter, ResponseWritten
+from tophat import MissingExtra, Request, ResponseWriter, ResponseWritten, ServerOpts
 from tophat.middleware import chain
 from tophat.middleware.identity import Identity
 from tophat.router import Router
@@ -516,3 +516,26 @@ def test_the_readme_example_is_checked_for_real() -> None:
     code = readme_testing_example()
     assert "TestClient" in code and "def test_" in code
     assert textwrap.dedent(code) == code
+
+
+# -- the server's options apply in memory too ------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_handler_timeout_applies_to_the_in_memory_connection(
+    runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def slow(req: Request, w: ResponseWriter) -> ResponseWritten:
+        if sniffio.current_async_library() == "trio":
+            import trio
+
+            await trio.sleep(5)
+        else:
+            await asyncio.sleep(5)
+        return await w.send()
+
+    started = time.monotonic()
+    with TestClient(slow, ServerOpts(handler_timeout=0.05), runtime=runtime) as client:
+        assert client.get("/").status == 503
+    assert time.monotonic() - started < 2
+    assert "has no deadline()" not in caplog.text

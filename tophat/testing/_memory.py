@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from tophat._asynclib import new_event
+from tophat._asynclib import AsyncioDeadline, TrioDeadline, new_deadline, new_event
 from tophat.server.stream import StreamClosed
 
 __all__ = ["MemoryStream", "memory_stream_pair"]
@@ -78,6 +78,11 @@ class MemoryStream:
         """An event of the running async library (for ``req.disconnected.wait()``; an
         in-memory client never leaves while a request is handled, so it is never set)."""
         return new_event()
+
+    def deadline(self, seconds: float) -> AsyncioDeadline | TrioDeadline | None:
+        """A deadline of the running library, for ``ServerOpts.handler_timeout`` (the server
+        asks its stream for one: the stream's runtime owns the clock)."""
+        return new_deadline(seconds)
 
     def take_all(self) -> bytes:
         """Everything received and not yet read (no waiting)."""
