@@ -10,6 +10,7 @@ request as parsed on the other side of the in-memory connection, not about the c
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
 import subprocess
@@ -85,8 +86,9 @@ def header(seen: dict[str, Any], name: str) -> list[str]:
 
 
 def cookie_sent(client: TestClient, url: str) -> str | None:
-    [value] = header(client.get(url if "://" in url else "/echo" + url).json(), "cookie") or [None]
-    return value
+    sent = header(client.get(url if "://" in url else "/echo" + url).json(), "cookie")
+    assert len(sent) <= 1
+    return sent[0] if sent else None
 
 
 @pytest.fixture
@@ -495,7 +497,7 @@ def readme_testing_example() -> str:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Testing your app\n", 1)[1].split("\n## ", 1)[0]
     [code] = re.findall(r"```python\n(.*?)```", section, re.S)
-    return code
+    return str(code)
 
 
 def test_the_readme_testing_example_passes_with_pytest(tmp_path: Path) -> None:
@@ -516,6 +518,19 @@ def test_the_readme_example_is_checked_for_real() -> None:
     code = readme_testing_example()
     assert "TestClient" in code and "def test_" in code
     assert textwrap.dedent(code) == code
+
+
+def test_the_readme_testing_example_is_mypy_strict_clean(tmp_path: Path) -> None:
+    example = tmp_path / "test_readme_example.py"
+    example.write_text(readme_testing_example())
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), example],
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # -- the server's options apply in memory too ------------------------------------------------------
