@@ -322,3 +322,62 @@ def test_errors_verbose_runs_as_a_script_as_its_docstring_says() -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=5)
     assert "Traceback" not in err
+
+
+def test_request_id_example_logs_json_lines_with_the_id_and_cuts_a_hanging_handler() -> None:
+    import json
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tophat",
+            "examples.request_id:app",
+            "--port",
+            str(port),
+            "--access-log",
+            "--handler-timeout",
+            "0.3",
+            "--log-config",
+            "examples/request_id_logging.json",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    responses = []
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"listening on http://127.0.0.1:{port}" in json.loads(line)["message"], line
+        for target, rid in (("/", "trace-1"), ("/hang", "trace-2")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(
+                    f"GET {target} HTTP/1.1\r\nHost: x\r\nX-Request-ID: {rid}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            [resp] = parse_responses(data)
+            responses.append((resp.status, resp.headers["x-request-id"], resp.body))
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert responses == [
+        (200, "trace-1", b'{"request_id": "trace-1"}'),
+        (503, "trace-2", b"Service Unavailable"),
+    ]
+    records = [json.loads(line) for line in err.splitlines()]  # every line is JSON
+    hello = [r for r in records if r["logger"] == "examples.request_id"]
+    assert [(r["message"], r["request_id"]) for r in hello] == [("saying hello", "trace-1")]
+    access = [r for r in records if r["logger"] == "tophat.access"]
+    assert [(r["path"], r["status"], r["request_id"]) for r in access] == [
+        ("/", 200, "trace-1"),
+        ("/hang", 503, "trace-2"),
+    ]
+    assert access[1]["duration_ms"] >= 290  # (timer granularity)
+    [cut] = [r for r in records if r["logger"] == "tophat.error"]
+    assert "examples.request_id.hang" in cut["message"] and cut["request_id"] == "trace-2"

@@ -243,3 +243,20 @@ def test_the_cli_flag_sets_the_field() -> None:
     args = build_parser().parse_args(["m:a", "--handler-timeout", "500ms"])
     assert opts_kwargs(args) == {"handler_timeout": 0.5}
     assert opts_kwargs(build_parser().parse_args(["m:a"])) == {}  # (ServerOpts' default: off)
+
+
+async def test_the_deadline_line_carries_the_request_id(
+    serving: Serving, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tophat.middleware import chain
+    from tophat.middleware.request_id import request_id
+
+    async with serving(chain(request_id())(app(Seen())), handler_timeout=TIMEOUT) as server:
+        c = await Client.connect(server.port)
+        await c.send(b"GET /hang HTTP/1.1\r\nHost: x\r\nX-Request-ID: t-9\r\n\r\n")
+        with anyio.fail_after(5):
+            status, headers, _ = await c.response()
+        await c.close()
+    assert (status, headers["x-request-id"]) == (503, "t-9")  # the echo survives the 503
+    [line] = [r for r in caplog.records if "handler_timeout" in r.getMessage()]
+    assert line.request_id == "t-9"  # type: ignore[attr-defined]

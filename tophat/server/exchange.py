@@ -23,7 +23,7 @@ from tophat.http.request import ROUTE_KEY, Request
 from tophat.http.writer import Response, ResponseWriter
 from tophat.parsers.events import ParseError
 from tophat.server.opts import ServerOpts
-from tophat.server.respond import STARTED_KEY
+from tophat.server.respond import REQUEST_ID_KEY, STARTED_KEY
 
 __all__ = [
     "Aborted",
@@ -213,6 +213,8 @@ async def _expired(
         "cancelled; answering 503",
         where(endpoint, request),
         after,
+        # (logged after the endpoint, and a request_id() middleware's context, ended)
+        extra={"request_id": request.ext.get(REQUEST_ID_KEY)},
     )
     sink.mark_close()
     await respond_with_glitch(sink, writer, Logged(Glitch(503)), request)

@@ -19,6 +19,7 @@ from tophat.http.writer import Response
 
 __all__ = [
     "COALESCE",
+    "REQUEST_ID_KEY",
     "STARTED_KEY",
     "LengthMismatch",
     "date",
@@ -151,7 +152,7 @@ def refusal(
 STARTED_KEY = "tophat.started"
 #: ``req.ext`` key of the request id (``tophat.middleware.request_id.REQUEST_ID_KEY``: the
 #: middleware may not import the server, nor the server a middleware; a test holds them equal).
-_REQUEST_ID_KEY = "tophat.request_id"
+REQUEST_ID_KEY = "tophat.request_id"
 
 
 def log_access(client: tuple[str, int] | None, request: Request, status: int, written: int) -> None:
@@ -171,7 +172,7 @@ def log_access(client: tuple[str, int] | None, request: Request, status: int, wr
     ext = request.ext
     started = ext.get(STARTED_KEY)
     duration = None if started is None else round((time.perf_counter() - started) * 1000, 3)
-    rid = ext.get(_REQUEST_ID_KEY)
+    rid = ext.get(REQUEST_ID_KEY)
     # (the middleware admits only [A-Za-z0-9._:-], but anyone may write req.ext)
     rid = None if rid is None else _escape(str(rid))
     peer = f"{client[0]}:{client[1]}" if client else None
