@@ -126,7 +126,11 @@ class FileBody:
             # a regular file ignores it.
             fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
             self._file = open(fd, "rb", buffering=0)  # noqa: SIM115 (closed by aclose)
-            self.check()
+            try:
+                self.check()
+            except BaseException:
+                self.close()
+                raise
         return self._file
 
     @property

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Protocol, cast
+from typing import IO, Protocol, cast
 
 from tophat.http import serialize
+from tophat.http.files import FileBody, FileChanged
 from tophat.http.framing import EMPTY_STATUS
 from tophat.http.request import Request
 from tophat.http.writer import Response
 from tophat.server.exchange import Aborted, aclose, next_piece, open_body
 from tophat.server.opts import ServerOpts
 from tophat.server.respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
-from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
+from tophat.server.stream import Phase, SendfileUnavailable, Stream, StreamClosed, StreamTimeout
 
 __all__ = ["BROKEN", "ResponseSender"]
 
@@ -40,6 +41,15 @@ class _Nowait(Protocol):
     def send_nowait(self, *pieces: bytes) -> bool: ...
 
 
+class _Sendfile(Protocol):
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> int: ...
+
+
+# The most bytes one sendfile call sends: the stream applies the write timeout per call, so
+# a client must take this much within ServerOpts.write_timeout (256 KiB in 30 s: 8.7 KB/s).
+SENDFILE_PIECE = 256 * 1024
+
+
 class ResponseSender:
     """A connection's response writing (see the module doc); ``Connection`` extends it."""
 
@@ -51,6 +61,7 @@ class ResponseSender:
         "_phased_stream",
         "_request",
         "_response_started",
+        "_sendfile_stream",
         "client",
         "opts",
         "stream",
@@ -64,6 +75,7 @@ class ResponseSender:
         # a bound method: 64 bytes less each per idle connection).
         self._phased_stream = cast(_Phased, stream) if hasattr(stream, "set_phase") else None
         self._nowait_stream = cast(_Nowait, stream) if hasattr(stream, "send_nowait") else None
+        self._sendfile_stream = cast(_Sendfile, stream) if hasattr(stream, "sendfile") else None
         self._expect_continue = False  # the client waits for "100 Continue" before its body
         self._request: Request | None = None
         self._response_started = False
@@ -105,8 +117,17 @@ class ResponseSender:
         status = response.status
         body = response.body
         no_body = request.method == "HEAD" or status in EMPTY_STATUS
+        file = None
+        if type(body) is FileBody and not no_body and self._sendfile_stream and body.has_fileno:
+            # Zero-copy. Opened before the head, as a streamed body's first piece is pulled:
+            # a file gone or changed since set_file still gets a proper error response.
+            body.open()
+            file, pieces, first = body, None, None
         # (A bytes body needs no opening: one coroutine call less per response.)
-        pieces, first = (None, None) if type(body) is bytes else await open_body(body, no_body)
+        elif type(body) is bytes:
+            pieces, first = None, None
+        else:
+            pieces, first = await open_body(body, no_body)
         self._response_started = True
         written = 0
         keep_alive = self._keep_alive
@@ -118,7 +139,11 @@ class ResponseSender:
             self._must_close = True
         data = serialize.head(status, headers)
         try:
-            if pieces is None:
+            if file is not None:
+                written = await self._send_file(data, file)
+                if written != response.length:
+                    raise LengthMismatch(response.length or 0, written)
+            elif pieces is None:
                 if body and not no_body:
                     assert isinstance(body, bytes)
                     written = len(body)
@@ -156,8 +181,9 @@ class ResponseSender:
                 elif data:
                     await self._send(data)
                 # Unless chunked, the body was close-delimited (HTTP/1.0) or of declared length.
-        except LengthMismatch as exc:
-            # The body did not match its declared length: the response is broken on the wire.
+        except (LengthMismatch, FileChanged) as exc:
+            # The body did not match its declared length (or a file changed under it): the
+            # response is broken on the wire.
             self._must_close = True
             error_log.error("%s; closing the connection", exc)
             raise Aborted(str(exc)) from exc
@@ -168,6 +194,51 @@ class ResponseSender:
             if self.opts.access_log:
                 log_access(self.client, request, status, written)
         return status, headers, written
+
+    async def _send_file(self, data: bytes, body: FileBody) -> int:
+        """Send ``data`` (the head) and ``body``'s segments, the file's ranges with the stream's
+        ``sendfile`` (or, where it turns out unavailable, read in pieces); return the body
+        bytes sent. The file is closed at the end, also on errors and cancellation."""
+        written = 0
+        try:
+            file = body.open()
+            for segment in body.segments:
+                if isinstance(segment, bytes):
+                    data += segment
+                    written += len(segment)
+                    continue
+                if data:
+                    await self._send(data)
+                    data = b""
+                offset, left = segment
+                while left:
+                    stream = self._sendfile_stream
+                    n = min(left, SENDFILE_PIECE if stream else body.chunk_size)
+                    if n == left:
+                        body.check()  # the last piece: still the file the head describes?
+                    if stream is not None:
+                        if self._phased_stream is not None:
+                            self._phased_stream.set_phase("write")
+                        try:
+                            sent = await stream.sendfile(file, offset, n)
+                        except SendfileUnavailable:
+                            self._sendfile_stream = None  # (not on this connection: read)
+                            continue
+                    else:
+                        piece = body.read(offset, n)
+                        sent = len(piece)
+                        if sent:
+                            await self._send(piece)
+                    written += sent
+                    if sent < n:
+                        raise FileChanged(f"{body!r}: the file shrank while being sent")
+                    offset += n
+                    left -= n
+            if data:
+                await self._send(data)
+        finally:
+            body.close()
+        return written
 
     async def _send_refusal(
         self, status: int, reason: str, *, head: bool = False, keep_alive_requested: bool = True

@@ -27,6 +27,13 @@ order, at once when that needs no waiting and return True; return False, having 
 otherwise (backpressure, or a closed stream), and ``accept`` falls back to ``send_all``. It
 saves a coroutine per write (and, for a head and a large body, a copy or a system call).
 
+Optionally it may also have ``async sendfile(file, offset, count) -> int``: send ``count``
+bytes of the open binary ``file`` from ``offset`` without copying them through Python (the
+``sendfile`` system call), returning how many it sent (fewer only if the file ended first).
+The server uses it for ``ResponseWriter.set_file`` bodies; a stream that cannot do it on this
+connection (TLS, an event loop without it) raises :class:`SendfileUnavailable` having sent
+nothing, and the server reads the file in pieces through ``send_all`` instead.
+
 A stream signals a broken connection by raising ``OSError`` (``ConnectionError`` included) or
 :class:`StreamClosed`. trio's ``SocketStream`` has the three methods but raises
 ``trio.BrokenResourceError`` instead, so it needs a thin adapter that maps that (and
@@ -38,7 +45,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Phase", "Stream", "StreamClosed", "StreamTimeout", "socket_address"]
+__all__ = [
+    "Phase",
+    "SendfileUnavailable",
+    "Stream",
+    "StreamClosed",
+    "StreamTimeout",
+    "socket_address",
+]
 
 Phase = Literal["idle", "head", "body", "write", "handler"]
 
@@ -60,6 +74,11 @@ class StreamTimeout(TimeoutError):
 
 class StreamClosed(ConnectionError):
     """Raised by a stream adapter when the connection is gone."""
+
+
+class SendfileUnavailable(Exception):
+    """Raised by a stream's ``sendfile`` that cannot send a file on this connection (nothing
+    was sent): the server falls back to reading the file in pieces."""
 
 
 def socket_address(addr: Any) -> tuple[str, int] | None:

@@ -18,11 +18,12 @@ import asyncio
 import contextvars
 import logging
 import socket
-from typing import cast
+from typing import IO, cast
 
 from tophat._asynclib import AsyncioDeadline
 from tophat.http.serialize import LINGER, OVERLOADED
 from tophat.runtime.asyncio.pool import ConnectionPool
+from tophat.runtime.asyncio.sendfile import send_file
 from tophat.server.connection import Connection
 from tophat.server.stream import Phase, StreamClosed, StreamTimeout, socket_address
 
@@ -334,6 +335,15 @@ class Conn(asyncio.BufferedProtocol):
                 await drain
             finally:
                 self._drain = None
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
+        """Zero-copy where loop and transport allow, else SendfileUnavailable (sendfile.py)."""
+        if self._lost:
+            raise StreamClosed("connection closed")
+        pool = self._pool
+        return await send_file(
+            self._loop, self._transport, pool.tls, pool.timeouts["write"], file, offset, count
+        )
 
     async def aclose(self) -> None:
         self._linger_close()
