@@ -7,8 +7,8 @@ Run: python -m tophat examples.errors:app --port 8000
      curl -i 127.0.0.1:8000/teapot        -> 418 short and stout       (a Glitch made by hand)
      curl -i 127.0.0.1:8000/boom          -> 500 Internal Server Error (an unexpected error)
 
-The cause of a Glitch (the ValueError behind /users/x) is logged but not shown to the client;
-see examples/errors_verbose.py for the debugging mode that shows it.
+The cause of a Glitch (the ValueError behind /users/x) is logged at DEBUG (`--log-level debug`)
+but not shown to the client; see examples/errors_verbose.py for the debugging mode that shows it.
 """
 
 from tophat import Glitch, Request, ResponseWriter, ResponseWritten

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tophat.cli._target import CliError
+from tophat.runtime.logs import DEFAULT_FORMAT
 
-__all__ = ["LOG_FORMAT", "check_address", "configure_logging", "ssl_context"]
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+__all__ = ["check_address", "configure_logging", "ssl_context"]
 
 
 def configure_logging(config: str | None, level: str | None) -> None:
@@ -33,7 +32,7 @@ def configure_logging(config: str | None, level: str | None) -> None:
         CliError: the file cannot be read or is not a valid configuration.
     """
     if config is None:
-        logging.basicConfig(level=(level or "info").upper(), format=LOG_FORMAT)
+        logging.basicConfig(level=(level or "info").upper(), format=DEFAULT_FORMAT)
         return
     path = Path(config)
     try:
