@@ -381,3 +381,50 @@ def test_request_id_example_logs_json_lines_with_the_id_and_cuts_a_hanging_handl
     assert access[1]["duration_ms"] >= 290  # (timer granularity)
     [cut] = [r for r in records if r["logger"] == "tophat.error"]
     assert "examples.request_id.hang" in cut["message"] and cut["request_id"] == "trace-2"
+
+
+async def test_lifespan_example_serves_from_its_pool_and_closes_it() -> None:
+    from examples import lifespan as example
+
+    client = AsyncTestClient(example.app)
+    async with example.lifespan():
+        first, second = await client.get("/"), await client.get("/")
+    assert first.json() == {"worker": os.getpid(), "pool": os.getpid(), "queries": 1}
+    assert second.json()["queries"] == 2
+    assert (await client.get("/")).status == 500  # the teardown closed the pool
+
+
+def test_lifespan_example_runs_per_worker_with_the_cli() -> None:
+    import signal
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tophat", "examples.lifespan:app", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        while "listening on" not in seen:
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        assert "pool open" in seen  # the setup ran before the server listened
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        [resp] = parse_responses(data, ["GET"])
+        assert resp.json()["queries"] == 1
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert "pool closed after 1 queries" in err
