@@ -167,6 +167,13 @@ class FileBody:
         return self
 
     async def __anext__(self) -> bytes:
+        try:
+            return self._next()
+        except BaseException:  # StopAsyncIteration, FileChanged, an OSError: closed now
+            self.close()
+            raise
+
+    def _next(self) -> bytes:
         while self._index < len(self.segments):
             segment = self.segments[self._index]
             if isinstance(segment, bytes):
@@ -187,7 +194,6 @@ class FileBody:
             self._pos += n
             self._left -= n
             return data
-        self.close()
         raise StopAsyncIteration
 
 
