@@ -21,6 +21,7 @@ import anyio
 import pytest
 import servers
 from servers import Runtime
+from test_tls_uds import Cert, cert, sock_path, tls_connected  # noqa: F401 (fixtures)
 
 from tophat import Request, ResponseWriter, ResponseWritten
 from tophat.asgi import to_asgi
@@ -519,6 +520,43 @@ async def test_a_client_leaving_mid_download_closes_the_file(
         with anyio.fail_after(5):
             while fds_on(p):
                 await anyio.sleep(0.01)
+
+
+async def test_tls_reads_the_file_in_pieces(
+    serving: Any,
+    big: tuple[Path, bytes],
+    cert: Cert,  # noqa: F811 (test_tls_uds's fixture)
+    sendfile_calls: list[int],
+) -> None:
+    p, data = big
+    server_context = cert.server_context()
+    async with (
+        serving(file_app(p), ssl=server_context) as server,
+        tls_connected(server.port, cert) as c,
+    ):
+        await c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = await c.response()
+        await c.send(b"GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=-2\r\n\r\n")
+        status2, _, body2 = await c.response()
+    assert (status, status2) == (200, 206)
+    assert body == data and body2 == data[-2:]
+    assert sendfile_calls == []  # the bytes must pass through the TLS layer
+    assert fds_on(p) == 0
+
+
+async def test_a_unix_socket_gets_sendfile_on_asyncio(
+    serving: Any,
+    runtime: Runtime,
+    big: tuple[Path, bytes],
+    sock_path: str,  # noqa: F811 (test_tls_uds's fixture)
+    sendfile_calls: list[int],
+) -> None:
+    p, data = big
+    async with serving(file_app(p), uds=sock_path), servers.connected(uds=sock_path) as c:
+        await c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = await c.response()
+    assert status == 200 and body == data
+    assert len(sendfile_calls) == (13 if runtime == "asyncio" else 0)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
