@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
+import anyio
 import pytest
 from servers import Serving, connected
 
-from tophat import Request, ResponseWriter, ResponseWritten
+from tophat import Headers, Request, ResponseWriter, ResponseWritten
+from tophat.asgi import Message, to_asgi
 from tophat.router import Router
 from tophat.static import StaticFiles, static_files
 from tophat.testing import AsyncTestClient, TestResponse, parse_responses
@@ -437,7 +440,15 @@ async def test_a_compressed_response_has_its_own_validators_and_ranges(site: Pat
     app = static_files(site)
     br = await get(app, "/css/site.css", accept_encoding="br")
     etag = br.headers["etag"]
-    assert (await get(app, "/css/site.css", accept_encoding="br", if_none_match=etag)).status == 304
+    same = await get(app, "/css/site.css", accept_encoding="br", if_none_match=etag)
+    assert (same.status, same.headers["etag"], same.headers["vary"]) == (
+        304,
+        etag,
+        "Accept-Encoding",
+    )
+    assert "content-encoding" not in same.headers  # RFC 9110 §15.4.5: no representation metadata
+    unsatisfiable = await get(app, "/css/site.css", accept_encoding="br", range="bytes=999-")
+    assert (unsatisfiable.status, unsatisfiable.headers.get("content-encoding")) == (416, None)
     # The uncompressed file does not match the br tag: a cache gets the right bytes.
     plain = await get(app, "/css/site.css", if_none_match=etag)
     assert (plain.status, plain.body) == (200, CSS)
@@ -475,7 +486,6 @@ def test_configuration_mistakes_fail_when_the_app_is_built(site: Path) -> None:
 async def test_a_file_removed_after_resolution_is_a_404(
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = static_files(site)
     resolve = StaticFiles.resolve
 
     def resolve_then_remove(self: StaticFiles, raw_path: str, target: str) -> object:
@@ -484,7 +494,9 @@ async def test_a_file_removed_after_resolution_is_a_404(
         return found
 
     monkeypatch.setattr(StaticFiles, "resolve", resolve_then_remove)
-    assert (await get(app, "/docs/guide.txt")).status == 404
+    app = static_files(site, cache_control="max-age=31536000, immutable")
+    gone = await get(app, "/docs/guide.txt", accept_encoding="gzip")
+    assert (gone.status, gone.headers.get("cache-control")) == (404, None)  # never cached
 
 
 async def test_files_are_served_by_a_real_server(site: Path, serving: Serving) -> None:
@@ -499,3 +511,53 @@ async def test_files_are_served_by_a_real_server(site: Path, serving: Serving) -
         await c.send(b"GET /static/%2e%2e/secret.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         status, headers, body = await c.response()
         assert status == 404 and SECRET not in body
+
+
+async def asgi_get(app: object, raw_path: bytes, *headers: tuple[bytes, bytes]) -> TestResponse:
+    """One GET through the ASGI adapter, the scope as an ASGI server makes it."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote(raw_path.decode(), errors="surrogateescape"),
+        "raw_path": raw_path,
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"t"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 9999),
+    }
+    sent: list[Message] = []
+    done = anyio.Event()
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Message:
+        if requests:
+            return requests.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    with anyio.fail_after(5):
+        await to_asgi(app)(scope, receive, send)  # type: ignore[arg-type]
+    start = sent[0]
+    fields = [(k.decode(), v.decode("latin-1")) for k, v in start["headers"]]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return TestResponse(start["status"], "", Headers(fields), body, "1.1")
+
+
+async def test_the_asgi_adapter_serves_the_same_answers(site: Path) -> None:
+    app = app_of(site)
+    resp = await asgi_get(app, b"/static/css/site.css", (b"accept-encoding", b"gzip, br"))
+    assert (resp.status, resp.headers["content-encoding"], resp.body) == (200, "br", CSS_BR)
+    assert (await asgi_get(app, b"/static/data.bin")).body == (site / "data.bin").read_bytes()
+    for path in [b"/static/%2e%2e/secret.txt", b"/static/..%2fsecret.txt", b"/static/.secret"]:
+        assert (await asgi_get(app, path)).status == 404
+    moved = await asgi_get(app, b"/static/docs")
+    assert (moved.status, moved.headers["location"]) == (301, "./docs/")

@@ -294,25 +294,28 @@ class StaticFiles:
         return await self._send(req, w, target)
 
     async def _send(self, req: Request, w: ResponseWriter, found: Found) -> ResponseWritten:
-        headers = w.response.headers
-        if self._cache_field is not None:
-            headers.set_field(self._cache_field)
-        elif self._cache_control is not None and not isinstance(self._cache_control, str):
-            value = self._cache_control(found.name)
-            if value is not None:
-                w.insert_header("cache-control", value)
-        path, content_type = found.path, guess_type(found.name)
+        path, coding = found.path, None
         if self.precompressed:
-            add_vary(headers, "Accept-Encoding")
+            add_vary(w.response.headers, "Accept-Encoding")
             codings = accepted_codings(req.headers.get_all("accept-encoding"))
             sibling = self._sibling(found, codings) if codings else None
             if sibling is not None:
                 coding, path = sibling
-                w.insert_header("content-encoding", coding)
         try:
-            w.set_file(path, content_type=content_type)
-        except (OSError, ValueError):  # gone, or replaced by a directory or a FIFO, since
-            raise Glitch.not_found() from None
+            w.set_file(path, content_type=guess_type(found.name))
+        except (OSError, ValueError):  # gone (or replaced by a directory, a FIFO) since
+            raise Glitch.not_found() from None  # (before Cache-Control: a 404 is not cached)
+        if coding is not None and w.response.status in (200, 206):
+            # Not on a 304 (RFC 9110 §15.4.5: no representation metadata but the validators,
+            # Cache-Control, Vary, ...) nor on a 412 or 416, which have no content.
+            w.insert_header("content-encoding", coding)
+        # On a 304 too: it updates the cached response's freshness (§15.4.5).
+        if self._cache_field is not None:
+            w.response.headers.set_field(self._cache_field)
+        elif self._cache_control is not None and not isinstance(self._cache_control, str):
+            value = self._cache_control(found.name)
+            if value is not None:
+                w.insert_header("cache-control", value)
         return await w.send()
 
 
