@@ -428,3 +428,26 @@ def test_lifespan_example_runs_per_worker_with_the_cli() -> None:
             proc.communicate()
     assert proc.returncode == 0
     assert "pool closed after 1 queries" in err
+
+
+async def test_files_example_resumes_a_download_and_revalidates() -> None:
+    from examples import files
+
+    client = AsyncTestClient(files.app)
+    whole = await client.get("/files/LICENSE")
+    data = (ROOT / "LICENSE").read_bytes()
+    assert (whole.status, whole.body) == (200, data)
+    assert whole.headers["content-disposition"] == 'attachment; filename="LICENSE"'
+    etag = whole.headers["etag"]
+    rest = await client.get("/files/LICENSE", headers={"range": "bytes=100-", "if-range": etag})
+    assert (rest.status, rest.body) == (206, data[100:])
+    assert rest.headers["content-range"] == f"bytes 100-{len(data) - 1}/{len(data)}"
+    again = await client.get("/files/LICENSE", headers={"if-none-match": etag})
+    assert (again.status, again.body, again.headers["cache-control"]) == (304, b"", "no-cache")
+    assert (await client.get("/files/passwd")).status == 404
+
+
+def test_files_example_runs_with_the_cli() -> None:
+    test_every_example_runs_with_the_cli(
+        "files", "/", b"/files/LICENSE\n/files/README.md\n/files/hello.py\n"
+    )
