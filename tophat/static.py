@@ -139,10 +139,8 @@ def accepted_codings(values: list[str]) -> list[str]:
     # unwanted body helps a client more than a 406). Its q only competes when the client
     # gave one, by name or through "*": "gzip;q=0.5" alone still prefers gzip.
     identity = q.get("identity", star or 0.0)
-    ranked = [
-        (-q.get(c, star or 0.0), i, c) for i, (c, _) in enumerate(_CODINGS) if c not in ("", "*")
-    ]
-    return [c for neg, _, c in sorted(ranked) if -neg > 0 and -neg >= identity]
+    ranked = sorted((-q.get(c, star or 0.0), i, c) for i, (c, _) in enumerate(_CODINGS))
+    return [c for neg, _, c in ranked if -neg > 0 and -neg >= identity]
 
 
 def _segments(raw_path: str) -> tuple[list[str], bool] | None:
