@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json as _json
+import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote
 
 from tophat.http.charset import charset
@@ -12,6 +13,14 @@ from tophat.http.cookies import Cookies, parse_cookies
 from tophat.http.headers import Headers
 from tophat.http.params import NO_PARAMS, Params, as_params
 from tophat.http.query import Query
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from typing_extensions import Unpack
+
+    from tophat.http.forms import FormData
+    from tophat.http.multipart import FormLimitArgs, MultipartReader
 
 __all__ = [
     "DATA_KEY",
@@ -107,7 +116,9 @@ class Request:
         "_body",
         "_consumed",
         "_cookies",
+        "_form",
         "_host",
+        "_on_end",
         "_params",
         "_path",
         "_query",
@@ -168,6 +179,8 @@ class Request:
             self._body = None
             self._source = body if body is not None else _NoBody()
         self._consumed = False
+        self._form: FormData | None = None
+        self._on_end: list[Callable[[], object]] = []
 
     @property
     def raw_path(self) -> str:
@@ -298,6 +311,66 @@ class Request:
     async def json(self) -> Any:
         """The body parsed as JSON (``json.JSONDecodeError`` when it is not)."""
         return _json.loads(await self.body())
+
+    async def form(self, **limits: Unpack[FormLimitArgs]) -> FormData:
+        """The form in the body, urlencoded or ``multipart/form-data`` (the ``forms`` extra),
+        read once and kept: ``(await req.form()).get("name")`` is a ``str`` or an
+        ``UploadFile``. Limits (``tophat.http.multipart.FormLimits``) are keyword arguments.
+
+        Raises:
+            Glitch: 415 (not a form), 400 (malformed), 413 (past a limit).
+            MissingFormsExtra: for multipart without the ``forms`` extra.
+        """
+        if self._form is None:
+            from tophat.http.forms import FormLimits, read_form
+
+            content_type = self.headers.get("content-type")
+            self._form = await read_form(
+                content_type, self._reader(), self.on_end, FormLimits(**limits)
+            )
+        return self._form
+
+    def multipart(self, **limits: Unpack[FormLimitArgs]) -> MultipartReader:
+        """The parts of a ``multipart/form-data`` body as they arrive, nothing spooled:
+        ``async for part in req.multipart(): async for chunk in part: ...`` (same limits and
+        errors as :meth:`form`; 415 for another content type)."""
+        from tophat.glitch import Glitch
+        from tophat.http.multipart import FormLimits, MultipartReader, boundary_of, parse_params
+
+        content_type = self.headers.get("content-type") or ""
+        if parse_params(content_type)[0] != "multipart/form-data":
+            raise Glitch(415, "expected multipart/form-data")
+        return MultipartReader(self._reader(), boundary_of(content_type), FormLimits(**limits))
+
+    def _reader(self) -> Callable[[], Awaitable[bytes | None]]:
+        # The body's pieces for a form, as stream() gives them, but as a plain coroutine
+        # function: a reader that stops early (a refusal) leaves no async generator to
+        # finalize (which trio reports).
+        if self._body is not None:
+            left = [self._body]
+
+            async def read() -> bytes | None:
+                return left.pop() if left else None
+
+            return read
+        if self._consumed:
+            raise RuntimeError("the request body was already read with stream()")
+        self._consumed = True
+        return self._source.read_body
+
+    def on_end(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` when this request's exchange ends: its response sent, its
+        endpoint raised or was cancelled (temporary upload files are deleted this way)."""
+        self._on_end.append(callback)
+
+    def close(self) -> None:
+        """Run the ``on_end`` callbacks, last added first (the exchange calls this)."""
+        callbacks, self._on_end = self._on_end, []
+        for callback in reversed(callbacks):
+            try:
+                callback()
+            except Exception:
+                logging.getLogger("tophat.error").exception("a request on_end callback failed")
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"

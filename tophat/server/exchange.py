@@ -148,7 +148,19 @@ async def run_endpoint(
     With a ``deadline`` (see :func:`handler_deadline`), an endpoint that has not called
     ``w.send()`` when it expires is cancelled and the client gets a 503 (then a close: the
     endpoint stopped at any point, perhaps inside a read of the request body).
+
+    The request's ``on_end`` callbacks (temporary upload files) run when this returns or is
+    cancelled (a departed client, a shutdown).
     """
+    try:
+        await _run_endpoint(endpoint, request, sink, deadline)
+    finally:
+        request.close()
+
+
+async def _run_endpoint(
+    endpoint: Endpoint, request: Request, sink: ExchangeSink, deadline: Deadline | None
+) -> None:
     if sink.opts.access_log:
         request.ext[STARTED_KEY] = time.perf_counter()  # (the access log's duration)
     writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline), request)
