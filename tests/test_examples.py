@@ -451,3 +451,48 @@ def test_files_example_runs_with_the_cli() -> None:
     test_every_example_runs_with_the_cli(
         "files", "/", b"/files/LICENSE\n/files/README.md\n/files/hello.py\n"
     )
+
+
+async def test_upload_example_stores_streams_and_serves_back_a_file() -> None:
+    from examples import upload
+
+    client = AsyncTestClient(upload.app)
+    data = bytes(range(256)) * 8000  # 2 MB: spooled to disk on the way
+    boundary = "exampleBoundary"
+
+    def multipart(filename: str, content: bytes) -> bytes:
+        return (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    sent = await client.post("/upload", content=multipart("../up.bin", data), headers=headers)
+    assert (sent.status, sent.headers["location"]) == (303, "/files/up.bin")
+    back = await client.get("/files/up.bin")
+    assert (back.status, back.body) == (200, data)
+    part = await client.get("/files/up.bin", headers={"range": "bytes=10-19"})
+    assert (part.status, part.body) == (206, data[10:20])
+    streamed = await client.post(
+        "/stream", content=multipart("s.bin", data[:1000]), headers=headers
+    )
+    assert (streamed.status, streamed.json()) == (201, [{"name": "s.bin", "size": 1000}])
+    assert (upload.STORE / "s.bin").read_bytes() == data[:1000]
+    page = await client.get("/")
+    assert b'<a href="/files/up.bin">up.bin</a>' in page.body
+    assert (await client.get("/files/..%2Fup.bin")).status == 404
+    empty = await client.post("/upload", content=multipart("", b""), headers=headers)
+    assert empty.status == 400
+    for stored in upload.STORE.iterdir():
+        stored.unlink()
+
+
+def test_upload_example_runs_with_the_cli() -> None:
+    from examples import upload
+
+    test_every_example_runs_with_the_cli("upload", "/", upload.FORM.format(files="").encode())
