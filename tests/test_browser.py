@@ -373,3 +373,46 @@ def _scenario(driver: webdriver.Chrome, site: Site, *, third_party_cookies_allow
     assert r == {"error": FAILED_TO_FETCH}
     assert api.requests_for("/items/4") == ["OPTIONS"]
     assert 4 not in api.items
+
+
+# -- an upload through a form, and the download back (issue 15) --------------------------------
+
+
+@pytest.mark.slow
+def test_chromium_uploads_a_file_through_a_form_and_downloads_it(
+    loop: LoopThread, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from examples import upload
+
+    data = os.urandom(3 * 1024 * 1024)  # past the 1 MiB spool threshold: on disk on the way
+    source = tmp_path / "résumé 1.bin"
+    source.write_bytes(data)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    server = loop.run(start_server(upload.app, "127.0.0.1", 0))
+    driver = chromium(monkeypatch, tmp_path / "profile", None)
+    try:
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        driver.find_element(By.NAME, "note").send_keys("from chromium")
+        driver.find_element(By.NAME, "file").send_keys(str(source))
+        driver.find_element(By.TAG_NAME, "button").click()
+        # 303 to /files/<name>, sent as an attachment: Chromium downloads it.
+        target = downloads / source.name
+        deadline = time.monotonic() + 20
+        while not (target.is_file() and target.stat().st_size == len(data)):
+            assert time.monotonic() < deadline, sorted(p.name for p in downloads.iterdir())
+            time.sleep(0.1)
+        assert target.read_bytes() == data
+        assert (upload.STORE / source.name).read_bytes() == data  # stored under its safe name
+    finally:
+        driver.quit()
+        loop.run(server.shutdown(grace=1))
+        (upload.STORE / source.name).unlink(missing_ok=True)
