@@ -60,9 +60,9 @@ def type_predicate(content_types: Iterable[str] | Callable[[str], bool]) -> Call
             top, slash, sub = p.partition("/")
             if p.startswith("+") and _TOKEN.fullmatch(p[1:]):
                 suffixes.add(p)
-            elif slash and _TOKEN.fullmatch(top) and sub == "*":
+            elif slash and _TOKEN.fullmatch(top) and top != "*" and sub == "*":
                 tops.add(top)
-            elif slash and _TOKEN.fullmatch(top) and _TOKEN.fullmatch(sub):
+            elif slash and top != "*" and _TOKEN.fullmatch(top) and _TOKEN.fullmatch(sub):
                 exact.add(p)
             else:
                 raise ValueError(
@@ -117,7 +117,9 @@ def choose(weights: dict[str, float], offered: tuple[Coding, ...]) -> Coding | N
     """The coding to send (None: identity), per RFC 9110 §12.5.3: a coding not listed takes
     ``*``'s q-value, or is not acceptable; identity is acceptable unless ``identity;q=0``, or
     ``*;q=0`` without an ``identity`` entry. The highest q wins, ``offered``'s order breaks a
-    tie between codings, and a tie with identity goes to the coding.
+    tie between codings, and a tie with identity goes to the coding. Identity competes only
+    with a q-value of its own (``identity;q=…``, or ``*``'s): the RFC makes it acceptable by
+    default but gives it no weight, and ``gzip;q=0.8, br;q=0.9`` asks for br, not identity.
 
     >>> choose({"gzip": 1.0, "br": 1.0}, ("zstd", "br", "gzip"))
     'br'
@@ -131,5 +133,5 @@ def choose(weights: dict[str, float], offered: tuple[Coding, ...]) -> Coding | N
             best, best_q = coding, q
     if best is None:
         return None
-    identity_q = weights.get("identity", 1.0 if star is None else star)
-    return None if identity_q > best_q else best
+    identity_q = weights.get("identity", star)
+    return None if identity_q is not None and identity_q > best_q else best
