@@ -47,7 +47,7 @@ SDIST_NEEDS = [
 #: tophat.egg-info/ metadata, as to every sdist).
 NEVER = ("__pycache__", ".pyc", ".venv", ".git/", ".mypy_cache", ".hypothesis", "build/")
 #: Tracked files the sdist leaves out on purpose (CI's entry point needs a git clone anyway).
-NOT_SHIPPED = {".gitignore", ".ci/run"}
+NOT_SHIPPED = {".gitignore", ".ci/run", ".ci/postgres.sh"}
 
 
 @pytest.fixture
