@@ -496,3 +496,39 @@ def test_upload_example_runs_with_the_cli() -> None:
     from examples import upload
 
     test_every_example_runs_with_the_cli("upload", "/", upload.FORM.format(files="").encode())
+
+
+async def test_compress_example_negotiates_keeps_etags_working_and_streams_ticks() -> None:
+    import gzip
+
+    from examples import compress as example
+
+    example.router.data(example.Items())  # a fresh store: each run of the test renames
+    client = AsyncTestClient(example.app)
+    plain = await client.get("/items")
+    assert "content-encoding" not in plain.headers
+    assert (plain.headers["vary"], plain.headers["etag"]) == ("Accept-Encoding", '"items-1"')
+    packed = await client.get("/items", headers={"accept-encoding": "gzip"})
+    assert (packed.headers["content-encoding"], packed.headers["etag"]) == (
+        "gzip",
+        '"items-1-gzip"',
+    )
+    assert gzip.decompress(packed.body) == plain.body
+    assert len(packed.body) < len(plain.body) / 4
+    tag = packed.headers["etag"]
+    again = await client.get("/items", headers={"accept-encoding": "gzip", "if-none-match": tag})
+    assert (again.status, again.headers["etag"]) == (304, tag)
+    renamed = await client.put("/items/3", json={"name": "pen"}, headers={"if-match": tag})
+    assert (renamed.status, renamed.json()) == (200, {"id": 3, "name": "pen"})
+    stale = await client.put("/items/3", json={"name": "cup"}, headers={"if-match": tag})
+    assert stale.status == 412
+    ticks = await client.get("/ticks?count=3&interval=0", headers={"accept-encoding": "gzip"})
+    assert ticks.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(ticks.body).count(b'data: {"tick": ') == 3
+
+
+def test_compress_example_runs_with_the_cli() -> None:
+    import json
+
+    expected = [{"id": i, "name": f"item number {i}"} for i in range(1, 101)]
+    test_every_example_runs_with_the_cli("compress", "/items", json.dumps(expected).encode())
