@@ -17,8 +17,10 @@ import brotli
 import pytest
 import zstandard
 from servers import Serving, connected
+from test_asgi import Peer, call, http_scope
 
 from tophat import Glitch, Request, ResponseWriter, ResponseWritten, ServerSentEvent
+from tophat.asgi import to_asgi
 from tophat.middleware import _codings, chain
 from tophat.middleware.compress import compress
 from tophat.testing import AsyncTestClient, TestResponse
@@ -559,3 +561,37 @@ async def test_a_client_that_leaves_mid_stream_closes_the_handlers_stream(
                 await sent_first.wait()
         with anyio.fail_after(5):
             await closed.wait()
+
+
+# -- the ASGI adapter -----------------------------------------------------------------------
+
+
+async def test_through_asgi_each_body_message_decodes_to_one_whole_event() -> None:
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for i in range(3):
+            yield ServerSentEvent(data=f"event {i}")
+
+    async def feed(req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.set_sse(events())
+        return await w.send()
+
+    scope = http_scope(headers=[(b"host", b"t"), (b"accept-encoding", b"gzip")])
+    start, *bodies = await call(to_asgi(compress()(feed)), scope, Peer())
+    fields = {bytes(n).decode(): bytes(v).decode() for n, v in start["headers"]}
+    assert (fields["content-encoding"], fields["vary"]) == ("gzip", "Accept-Encoding")
+    assert "content-length" not in fields
+    inflate = zlib.decompressobj(31)
+    decoded = [inflate.decompress(m["body"]) for m in bodies if m["body"]]
+    events_sent = [b": stream open\n\n", *(f"data: event {i}\n\n".encode() for i in range(3))]
+    assert decoded[:4] == events_sent  # each message held exactly one event, flushed
+    assert inflate.eof and b"".join(decoded[4:]) == b""
+
+
+@pytest.mark.parametrize("coding", ALL)
+async def test_through_asgi_a_whole_body_has_its_compressed_length(coding: str) -> None:
+    scope = http_scope(headers=[(b"host", b"t"), (b"accept-encoding", coding.encode())])
+    start, *bodies = await call(to_asgi(compress()(endpoint())), scope, Peer())
+    fields = {bytes(n).decode(): bytes(v).decode() for n, v in start["headers"]}
+    body = b"".join(m["body"] for m in bodies)
+    assert (fields["content-encoding"], int(fields["content-length"])) == (coding, len(body))
+    assert decode(coding, body) == DOC
