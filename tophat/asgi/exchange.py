@@ -14,8 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable
-from email.utils import formatdate
-from typing import NoReturn, TypeVar, cast
+from typing import TypeVar, cast
 from urllib.parse import quote, quote_from_bytes, unquote
 
 from tophat._asynclib import Event, current, new_deadline, new_event
@@ -25,12 +24,13 @@ from tophat.http.framing import SERVER_MANAGED, content_length, sends_content
 from tophat.http.headers import Headers
 from tophat.http.request import Request
 from tophat.http.writer import Response
-from tophat.server.exchange import Aborted as _Aborted
+from tophat.server.exchange import aborted, open_body, run_endpoint
 from tophat.server.exchange import aclose as _aclose
 from tophat.server.exchange import next_piece as _next_piece
-from tophat.server.exchange import open_body, run_endpoint
 from tophat.server.opts import ServerOpts
+from tophat.server.respond import LengthMismatch, check_length, date, refusal_fields
 from tophat.server.stream import StreamClosed
+from tophat.server.validate import declared_too_large
 
 T = TypeVar("T")
 
@@ -39,8 +39,6 @@ error_log = logging.getLogger("tophat.error")
 
 # RFC 3986 §3.3: characters a path keeps unencoded (when a server gives no raw_path).
 _PATH_SAFE = "/!$&'()*+,;=:@~"
-# The ASGI server frames the response: we give it at most a Content-Length and a close.
-_CLOSE = (b"connection", b"close")
 
 
 class ClientDisconnected(StreamClosed):
@@ -200,7 +198,7 @@ class Exchange:
                 continue
             headers.append((lname, value))
         if self.app.date_header and "date" not in response.headers:
-            headers.append(("date", formatdate(usegmt=True)))
+            headers.append(("date", date()))
         length = content_length(response.status, response.length)
         if length is not None:
             headers.append(("content-length", length))
@@ -228,7 +226,10 @@ class Exchange:
             data = b"" if no_body or not isinstance(body, bytes) else body
             await send({"type": "http.response.body", "body": data, "more_body": False})
             return status, headers, len(data)
-        written = await self._with_watcher(self._stream(pieces, first, length))
+        try:
+            written = await self._with_watcher(self._stream(pieces, first, length))
+        except LengthMismatch as exc:
+            raise aborted(exc) from exc
         return status, headers, written
 
     async def _send_or_gone(self, message: Message) -> None:
@@ -248,27 +249,15 @@ class Exchange:
             while first is not None:
                 if self.disconnected:
                     raise ClientDisconnected("the client disconnected while the response was sent")
-                if length is not None and written + len(first) > length:
-                    self._length_mismatch(length, "more")
+                check_length(length, written + len(first), ended=False)
                 await send({"type": "http.response.body", "body": first, "more_body": True})
                 written += len(first)
                 first = await _next_piece(pieces)
         finally:
             await _aclose(pieces)
-        if length is not None and written != length:
-            self._length_mismatch(length, "less")
+        check_length(length, written, ended=True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return written
-
-    @staticmethod
-    def _length_mismatch(length: int, what: str) -> NoReturn:
-        error_log.error(
-            "response body does not match its declared length (%s data than the %d bytes "
-            "declared); closing the connection",
-            what,
-            length,
-        )
-        raise _Aborted(f"body longer or shorter than its declared length {length}")
 
     async def _with_watcher(self, work: Awaitable[T]) -> T:
         """Await ``work`` while ``_watch`` runs beside it; stop the watcher when it is done."""
@@ -299,15 +288,7 @@ class Exchange:
 
     async def run(self) -> None:
         request = self.request
-        limit = self.app.opts.max_body_size
-        declared = request.headers.get("content-length")
-        if (
-            limit is not None
-            and declared is not None
-            and declared.isascii()  # ("²".isdigit() is True; int("²") raises)
-            and declared.isdigit()
-            and int(declared) > limit
-        ):
+        if declared_too_large(request.headers.get("content-length"), self.app.opts.max_body_size):
             # As the native server: refuse before the endpoint runs, and close.
             log.info("refused request from %s: 413 Content Too Large", _peer(request))
             await self._refuse(413, "Content Too Large")
@@ -336,16 +317,13 @@ class Exchange:
         pass  # the ASGI server owns the connection; an unfinished response makes it close
 
     async def _refuse(self, status: int, reason: str) -> None:
-        body = reason.encode()
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode("ascii")),
-            _CLOSE,  # the body stays unread (RFC 9112 §9.6)
-        ]
-        if self.app.date_header:
-            headers.insert(0, (b"date", formatdate(usegmt=True).encode("ascii")))
+        # The body stays unread: the refusal closes (RFC 9112 §9.6), as the native server's.
+        headers, body = refusal_fields(
+            reason, keep_alive_requested=True, server_header=None, date_field=self.app.date_header
+        )
+        raw = [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
         self.started = True
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.start", "status": status, "headers": raw})
         data = b"" if self.request.method == "HEAD" else body
         await self._send({"type": "http.response.body", "body": data, "more_body": False})
 

@@ -30,6 +30,7 @@ __all__ = [
     "Deadline",
     "ExchangeSink",
     "Logged",
+    "aborted",
     "aclose",
     "for_log",
     "handler_deadline",
@@ -46,6 +47,13 @@ error_log = logging.getLogger("tophat.error")
 
 class Aborted(Exception):
     """The response could not be completed (already logged); the connection must close."""
+
+
+def aborted(exc: Exception) -> Aborted:
+    """Log a response broken on the wire (a body off its declared length, a file changed
+    under it) once, and give the ``Aborted`` that closes its connection (native and ASGI)."""
+    error_log.error("%s; closing the connection", exc)
+    return Aborted(str(exc))
 
 
 class Logged(Glitch):

@@ -22,9 +22,11 @@ __all__ = [
     "REQUEST_ID_KEY",
     "STARTED_KEY",
     "LengthMismatch",
+    "check_length",
     "date",
     "log_access",
     "refusal",
+    "refusal_fields",
     "response_fields",
 ]
 
@@ -41,11 +43,25 @@ COALESCE = 16 * 1024
 
 
 class LengthMismatch(Exception):
+    """A response body that does not match its declared length: broken on the wire, so the
+    connection closes (the native server and the ASGI adapter both check with ``check_length``)."""
+
     def __init__(self, declared: int, written: int) -> None:
         super().__init__(
-            f"a streamed response body declared {declared} bytes but yielded "
-            f"{'more' if written > declared else written}"
+            f"response body does not match its declared length: {declared} bytes declared, "
+            f"{'more' if written > declared else written} given"
         )
+
+
+def check_length(declared: int | None, written: int, *, ended: bool) -> None:
+    """Raise ``LengthMismatch`` when ``written`` body bytes break the declared length: more
+    than declared at any time, or other than declared once the body ``ended``.
+
+    RFC 9112 §6.3: a recipient reads exactly Content-Length bytes, so a longer body would be
+    taken as the start of the next response and a shorter one would hang the client.
+    """
+    if declared is not None and (written > declared or (ended and written != declared)):
+        raise LengthMismatch(declared, written)
 
 
 _DATE: tuple[int, str] = (0, "")
@@ -124,25 +140,32 @@ def response_fields(
     return headers, close
 
 
-def refusal(
-    status: int, reason: str, *, head: bool, keep_alive_requested: bool, server_header: str | None
-) -> bytes:
-    """A plain-text response to a request we will not serve; it always closes the connection.
-
-    ``head``: the request was a HEAD, so the response carries no content (RFC 9110 §9.3.2).
-    """
+def refusal_fields(
+    reason: str, *, keep_alive_requested: bool, server_header: str | None, date_field: bool = True
+) -> tuple[list[tuple[str, str]], bytes]:
+    """The header fields and body of a plain-text refusal (a request we will not serve), for
+    the native server and the ASGI adapter alike; it always closes the connection."""
     body = reason.encode("latin-1", "replace")
-    headers = [
-        ("date", date()),
-        ("content-type", "text/plain; charset=utf-8"),
-        ("content-length", str(len(body))),
-    ]
+    headers = [("date", date())] if date_field else []
+    headers.append(("content-type", "text/plain; charset=utf-8"))
+    headers.append(("content-length", str(len(body))))
     if keep_alive_requested:
         headers.append(_CLOSE)
     if server_header:
         headers.append(("server", server_header))
     if not keep_alive_requested:
         headers.append(_CLOSE)
+    return headers, body
+
+
+def refusal(
+    status: int, reason: str, *, head: bool, keep_alive_requested: bool, server_header: str | None
+) -> bytes:
+    """A refusal's bytes (``refusal_fields``); ``head``: the request was a HEAD, so the
+    response carries no content (RFC 9110 §9.3.2)."""
+    headers, body = refusal_fields(
+        reason, keep_alive_requested=keep_alive_requested, server_header=server_header
+    )
     data = serialize.head(status, headers)
     return data if head else data + body
 

@@ -20,15 +20,21 @@ from tophat.http.files import FileBody, FileChanged
 from tophat.http.framing import EMPTY_STATUS
 from tophat.http.request import Request
 from tophat.http.writer import Response
-from tophat.server.exchange import Aborted, aclose, next_piece, open_body
+from tophat.server.exchange import aborted, aclose, next_piece, open_body
 from tophat.server.opts import ServerOpts
-from tophat.server.respond import COALESCE, LengthMismatch, log_access, refusal, response_fields
+from tophat.server.respond import (
+    COALESCE,
+    LengthMismatch,
+    check_length,
+    log_access,
+    refusal,
+    response_fields,
+)
 from tophat.server.stream import Phase, SendfileUnavailable, Stream, StreamClosed, StreamTimeout
 
 __all__ = ["BROKEN", "ResponseSender"]
 
 log = logging.getLogger("tophat.connection")
-error_log = logging.getLogger("tophat.error")
 
 BROKEN = (OSError, StreamClosed)  # how a stream says the connection broke
 
@@ -141,8 +147,7 @@ class ResponseSender:
         try:
             if file is not None:
                 written = await self._send_file(data, file)
-                if written != response.length:
-                    raise LengthMismatch(response.length or 0, written)
+                check_length(response.length, written, ended=True)
             elif pieces is None:
                 if body and not no_body:
                     assert isinstance(body, bytes)
@@ -164,8 +169,7 @@ class ResponseSender:
                 try:
                     while first is not None:
                         written += len(first)
-                        if declared is not None and written > declared:
-                            raise LengthMismatch(declared, written)
+                        check_length(declared, written, ended=False)
                         data += serialize.chunk(first) if chunked else first
                         if not self._sent_at_once(data):
                             await self._send(data)
@@ -173,8 +177,7 @@ class ResponseSender:
                         data = b""
                 finally:
                     await aclose(pieces)
-                if declared is not None and written != declared:
-                    raise LengthMismatch(declared, written)
+                check_length(declared, written, ended=True)
                 # ``data`` still holds the head when the stream was empty.
                 if chunked:
                     await self._send(data + serialize.CHUNKED_END)
@@ -185,8 +188,7 @@ class ResponseSender:
             # The body did not match its declared length (or a file changed under it): the
             # response is broken on the wire.
             self._must_close = True
-            error_log.error("%s; closing the connection", exc)
-            raise Aborted(str(exc)) from exc
+            raise aborted(exc) from exc
         except BaseException:
             self._must_close = True
             raise

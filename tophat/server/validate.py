@@ -28,7 +28,7 @@ import re
 from tophat.parsers.events import Head
 from tophat.server.opts import ServerOpts
 
-__all__ = ["Fields", "Refusal", "check_request", "check_trailers"]
+__all__ = ["Fields", "Refusal", "check_request", "check_trailers", "declared_too_large"]
 
 Refusal = tuple[int, str]
 
@@ -252,11 +252,25 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
         if len(_VALID_HOSTS) < 256 and len(host) <= 255:
             _VALID_HOSTS.add(host)
 
-    # Both parsers already checked Content-Length is all digits.
-    limit = opts.max_body_size
-    if limit is not None and f.content_length is not None and int(f.content_length) > limit:
+    if declared_too_large(f.content_length, opts.max_body_size):
         return 413, "Content Too Large"
     return None
+
+
+def declared_too_large(content_length: bytes | str | None, limit: int | None) -> bool:
+    """Whether a declared Content-Length is over ``limit``: such a request is refused (413, and
+    a close) before the endpoint runs, by the native server and the ASGI adapter alike.
+
+    A value that is not all ASCII digits is no length (the parsers refuse it; "²".isdigit() is
+    True for a str, hence the isascii()).
+    """
+    return (
+        limit is not None
+        and content_length is not None
+        and content_length.isascii()
+        and content_length.isdigit()
+        and int(content_length) > limit
+    )
 
 
 # RFC 9110 §6.5.1: "Many fields cannot be processed outside the header section because their
