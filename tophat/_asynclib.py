@@ -12,6 +12,8 @@ import math
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from tophat._extras import MissingExtra
+
 __all__ = [
     "AsyncioDeadline",
     "Event",
@@ -21,11 +23,6 @@ __all__ = [
     "new_deadline",
     "new_event",
 ]
-
-
-class MissingExtra(RuntimeError):
-    """An optional async library (uvloop, trio) was asked for and is not installed; the message
-    names the extra to install. (Here, below the runtimes and the client, which both raise it.)"""
 
 
 class Event(Protocol):

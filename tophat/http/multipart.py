@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
+from tophat._extras import MissingExtra
 from tophat.glitch import Glitch
 from tophat.http.headers import Headers
 
@@ -48,9 +49,8 @@ FORMS_EXTRA = "multipart/form-data needs python-multipart: pip install 'tophat[f
 _BCHARS = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? ")
 
 
-class MissingFormsExtra(RuntimeError):
-    """multipart/form-data without the ``forms`` extra; the message names it. (As
-    ``tophat._asynclib.MissingExtra``, which the http layer may not import.)"""
+class MissingFormsExtra(MissingExtra):
+    """multipart/form-data without the ``forms`` extra; the message names it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

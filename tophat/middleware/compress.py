@@ -57,6 +57,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 
+from tophat._extras import MissingExtra
 from tophat.http.endpoint import Endpoint
 from tophat.http.headers import Headers
 from tophat.http.request import Request
@@ -186,7 +187,7 @@ def _codecs(encodings: Iterable[Coding] | None, levels: dict[Coding, int]) -> di
             raise ValueError(f"encodings: {name!r} is not one of {', '.join(CODINGS)}")
         codec = load(name, levels[name])
         if codec is None:
-            raise RuntimeError(
+            raise MissingExtra(
                 f"compress(encodings=[{name!r}]) needs {_EXTRAS[name]}: "
                 "pip install 'tophat[compress]'"
             )
