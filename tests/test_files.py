@@ -647,3 +647,40 @@ def test_the_file_body_reads_in_bounded_pieces(path: Path) -> None:
     got = anyio.run(pieces)
     assert b"".join(got) == DATA[:SIZE] and max(map(len, got)) == 64
     assert time.time() > 0
+
+
+async def test_a_file_shrinking_under_the_asgi_adapter_is_logged_once_and_never_finished(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def endpoint(req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.set_file(path, chunk_size=100)
+        body = w.response.body
+        assert isinstance(body, FileBody)
+
+        async def shrinking() -> Any:
+            async for piece in body:
+                yield piece
+                os.truncate(path, 250)
+
+        w.set_body(shrinking(), length=SIZE)
+        return await w.send()
+
+    sent: list[Any] = []
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET"}
+    scope |= {"scheme": "http", "path": "/", "raw_path": b"/", "query_string": b""}
+    scope |= {"root_path": "", "headers": [(b"host", b"x")], "client": None, "server": None}
+
+    async def receive() -> Any:
+        await anyio.sleep_forever()
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await to_asgi(endpoint)(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == DATA[:200]
+    assert all(m.get("more_body") for m in sent[1:])  # never ended: the server must close
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "shrank while being sent" in errors[0].getMessage()
+    assert fds_on(path) == 0

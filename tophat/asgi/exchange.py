@@ -20,6 +20,7 @@ from urllib.parse import quote, quote_from_bytes, unquote
 from tophat._asynclib import Event, current, new_deadline, new_event
 from tophat.asgi.types import AppConfig, Message, Receive, Scope, Send
 from tophat.glitch import Glitch
+from tophat.http.files import FileChanged
 from tophat.http.framing import SERVER_MANAGED, content_length, sends_content
 from tophat.http.headers import Headers
 from tophat.http.request import Request
@@ -228,7 +229,7 @@ class Exchange:
             return status, headers, len(data)
         try:
             written = await self._with_watcher(self._stream(pieces, first, length))
-        except LengthMismatch as exc:
+        except (LengthMismatch, FileChanged) as exc:  # (a file shrank or changed under it)
             raise aborted(exc) from exc
         return status, headers, written
 
