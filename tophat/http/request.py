@@ -39,6 +39,9 @@ DATA_KEY = "tophat.data"
 #: ``req.ext`` key of the route the innermost router chose (a ``tophat.router.Route``: its
 #: ``pattern`` and ``endpoint``), read by the error log to name the handler.
 ROUTE_KEY = "tophat.route"
+#: ``req.ext`` key of the request's id, set by ``tophat.middleware.request_id`` and read by the
+#: access log and the error log (here, below both: the server may not import a middleware).
+REQUEST_ID_KEY = "tophat.request_id"
 
 
 class _BodySource(Protocol):

@@ -52,7 +52,7 @@ from collections.abc import Callable
 
 from tophat.http.endpoint import Endpoint
 from tophat.http.headers import check_name
-from tophat.http.request import Request
+from tophat.http.request import REQUEST_ID_KEY, Request
 from tophat.http.writer import ResponseWriter, ResponseWritten
 from tophat.middleware import Middleware
 
@@ -67,8 +67,6 @@ __all__ = [
 
 log = logging.getLogger("tophat.request_id")
 
-#: ``req.ext`` key of the request's id.
-REQUEST_ID_KEY = "tophat.request_id"
 #: Longest id accepted from a client.
 MAX_LENGTH = 128
 _VALID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_LENGTH}}}")

@@ -19,11 +19,11 @@ from typing import Protocol
 from tophat.glitch import Glitch
 from tophat.http.endpoint import Endpoint
 from tophat.http.problem import render_glitch
-from tophat.http.request import ROUTE_KEY, Request
+from tophat.http.request import REQUEST_ID_KEY, ROUTE_KEY, Request
 from tophat.http.writer import Response, ResponseWriter
 from tophat.parsers.events import ParseError
 from tophat.server.opts import ServerOpts
-from tophat.server.respond import REQUEST_ID_KEY, STARTED_KEY
+from tophat.server.respond import STARTED_KEY
 
 __all__ = [
     "Aborted",

@@ -14,12 +14,11 @@ from email.utils import formatdate
 
 from tophat.http import serialize
 from tophat.http.framing import NO_CONTENT_STATUS, SERVER_MANAGED, content_length
-from tophat.http.request import Request
+from tophat.http.request import REQUEST_ID_KEY, Request
 from tophat.http.writer import Response
 
 __all__ = [
     "COALESCE",
-    "REQUEST_ID_KEY",
     "STARTED_KEY",
     "LengthMismatch",
     "check_length",
@@ -173,9 +172,6 @@ def refusal(
 #: ``req.ext`` key of the time (``time.perf_counter()``) the exchange began, for the access log's
 #: duration: set by ``exchange.run_endpoint`` when ``ServerOpts.access_log`` is on.
 STARTED_KEY = "tophat.started"
-#: ``req.ext`` key of the request id (``tophat.middleware.request_id.REQUEST_ID_KEY``: the
-#: middleware may not import the server, nor the server a middleware; a test holds them equal).
-REQUEST_ID_KEY = "tophat.request_id"
 
 
 def log_access(client: tuple[str, int] | None, request: Request, status: int, written: int) -> None:
