@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from examples.notes import auth
+from examples.notes import auth, events, files
 from examples.notes.config import Settings, secret_key
 from examples.notes.context import Context
 from examples.notes.db import Database
@@ -98,8 +98,8 @@ def create_app(settings: Settings | None = None) -> Notes:
     router.data(ctx)
     auth.routes(router)
     note_routes(router)
-    # N2: events.routes(router, ctx)  -- GET /api/events (SSE; sets ctx.publish, ctx.on_start)
-    # N2: files.routes(router, ctx)   -- /api/notes/:id/files, /api/notes/:id/files/:name
+    events.routes(router, ctx)  # GET /api/events (SSE; sets ctx.publish, ctx.on_start)
+    files.routes(router, ctx)  # /api/notes/:id/files[/:name] (after events: it wraps publish)
     router.mount("/", frontend())  # the page and its assets (the /api routes rank above)
 
     middleware = [request_id()]
