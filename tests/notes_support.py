@@ -6,8 +6,8 @@ variant is skipped, saying so, except under ``CI=true``, where it fails: in CI n
 skipped. On PostgreSQL each test gets a schema of its own (dropped afterwards) through the
 URL's ``options=-csearch_path=...``, so tests that run at once never see each other's rows.
 
-Use it from a test module with ``from notes_support import notes_db`` (pytest then finds the
-fixture there)::
+Use it from a test module with ``from notes_support import notes_backend, notes_db`` (pytest
+then finds the fixtures there; parametrize ``notes_backend`` to pick one backend)::
 
     def test_x(notes_db: NotesDb) -> None:
         notes = create_app(notes_db.settings())            # in this process
@@ -28,7 +28,7 @@ import pytest
 
 from examples.notes.config import Settings
 
-__all__ = ["POSTGRES_URL_ENV", "TEST_KEY", "NotesDb", "notes_db", "postgres_url"]
+__all__ = ["POSTGRES_URL_ENV", "TEST_KEY", "NotesDb", "notes_backend", "notes_db", "postgres_url"]
 
 POSTGRES_URL_ENV = "TOPHAT_TEST_POSTGRES_URL"
 #: A random-looking key of 40+ bytes, the kind Identity accepts.
@@ -83,9 +83,15 @@ def _with_schema(url: str, schema: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def notes_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotesDb]:
+def notes_backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` or ``"postgresql"`` (parametrize this name to choose)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def notes_db(notes_backend: str, tmp_path: Path) -> Iterator[NotesDb]:
     """A fresh notes database on each backend (see the module doc)."""
-    if request.param == "sqlite":
+    if notes_backend == "sqlite":
         path = tmp_path / "notes.db"
         url = f"sqlite://{path}"
         yield NotesDb(

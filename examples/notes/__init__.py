@@ -24,23 +24,20 @@ The pieces: ``config.py`` (settings), ``db.py`` (the database Protocol), ``sqlit
 ``postgres.py`` (its two implementations and their migrations), ``passwords.py`` (scrypt),
 ``context.py`` (what routes share), ``app.py`` (``create_app``: routes, middleware, lifespan).
 
-``app`` and ``lifespan`` are made on first access from the environment, so importing the
-package has no side effect (tests build their own with ``create_app(Settings(...))``).
+Importing the package has no side effect: ``app`` and ``lifespan`` build the app the
+environment describes when the server starts; tests build theirs with
+``create_app(Settings(...))``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
 
 from examples.notes.app import Notes, create_app
 from examples.notes.config import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from tophat import Endpoint, Lifespan
-
-    app: Endpoint
-    lifespan: Lifespan
+from tophat import Request, ResponseWriter, ResponseWritten
 
 __all__ = ["ConfigError", "Notes", "Settings", "app", "create_app", "lifespan"]
 
@@ -50,11 +47,19 @@ def _default() -> Notes:
     return create_app(Settings.from_env())
 
 
-def __getattr__(name: str) -> Any:
-    # ``python -m tophat examples.notes:app`` reads ``app``, then ``lifespan``: both from the
-    # one app the environment describes, built then (not at import).
-    if name == "app":
-        return _default().app
-    if name == "lifespan":
-        return _default().lifespan
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``python -m tophat examples.notes:app`` serves ``app`` and runs ``lifespan``: both the one
+# app the environment describes, built by the lifespan (not at import, so that importing the
+# package makes no file and reads no key). These names replace the submodule ``app`` as
+# attributes of the package: import from it with ``from examples.notes.app import ...``.
+
+
+async def app(req: Request, w: ResponseWriter) -> ResponseWritten:
+    """The app of the environment's settings."""
+    return await _default().app(req, w)
+
+
+@contextlib.asynccontextmanager
+async def lifespan() -> AsyncIterator[None]:
+    """Its lifespan: the database opened and migrated, closed after the drain."""
+    async with _default().lifespan():
+        yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -77,6 +78,23 @@ def _note(row: Sequence[Any]) -> Note:
     return Note(row[0], row[1], row[2], row[3], _dt(row[4]), _dt(row[5]), row[6])
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL mode (kept in the file: once is enough, later calls change nothing).
+
+    The switch needs the file to itself, and SQLite does not run the busy handler for it: a
+    worker that starts while another migrates gets "database is locked" at once. So retry,
+    for about as long as ``busy_timeout`` would have waited.
+    """
+    for attempt in range(100):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date; return the version it is at."""
     conn.execute("BEGIN IMMEDIATE")
@@ -120,7 +138,7 @@ class SqliteDatabase:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints, in WAL
                 conn.execute("PRAGMA foreign_keys = ON")
                 migrate(conn)
