@@ -20,7 +20,7 @@ growth per connection is reported.
 
 The goals (from the issue) are printed met/missed with their ratios; the exit status never
 depends on speed: 0 when every measurement ran, 1 when a server failed (crash, wrong answer),
-2 when wrk is missing.
+2 when wrk is missing or --only names a server that is not there.
 """
 
 from __future__ import annotations
@@ -489,10 +489,22 @@ def make_servers(py: str, help_text: str) -> dict[str, Server]:
     has_trio = "trio" in help_text
 
     def tophat(
-        key: str, label: str, app: str, runtime: str, parser: str | None, **kw: Any
+        key: str,
+        label: str,
+        app: str,
+        runtime: str,
+        parser: str | None,
+        access_log: bool = False,
+        **kw: Any,
     ) -> Server:
         argv = [py, "-m", "tophat", f"bench.perf_apps.tophat_apps:{app}", "--port", "{port}"]
-        argv += ["--log-level", "warning", "--runtime", runtime]
+        argv += ["--runtime", runtime]
+        # The access log is INFO records on tophat.access, written by the CLI's stderr handler
+        # (one write per line): stderr is this server's log file (start_servers), a plain file
+        # as a deployment would have, never a pipe that could block.
+        argv += (
+            ["--log-level", "info", "--access-log"] if access_log else ["--log-level", "warning"]
+        )
         if parser and has_parser:
             argv += ["--parser", parser]
         return Server(key, label, argv, **kw)
@@ -515,6 +527,10 @@ def make_servers(py: str, help_text: str) -> dict[str, Server]:
             probe="/res49/1",
         ),
         tophat("tophat-mw", "tophat default, Router+CORS+identity", "middleware", "asyncio", "h11"),
+        tophat(
+            "tophat-observed", "tophat default, request_id + access log", "observed", "asyncio",
+            "h11", access_log=True,
+        ),
         uvicorn("uvicorn", "uvicorn h11", "bench.perf_apps.asgi_app:app", "h11", "asyncio"),
         uvicorn(
             "uvicorn-fast", "uvicorn httptools+uvloop", "bench.perf_apps.asgi_app:app",
@@ -536,6 +552,8 @@ def make_servers(py: str, help_text: str) -> dict[str, Server]:
     if has_parser:
         out.append(tophat("tophat-fast", "tophat fast (uvloop, httptools)", "plain", "uvloop",
                           "httptools"))  # fmt: skip
+        out.append(tophat("tophat-fast-observed", "tophat fast, request_id + access log",
+                          "observed", "uvloop", "httptools", access_log=True))  # fmt: skip
     if has_trio:
         out.append(tophat("tophat-trio", "tophat trio (h11)", "plain", "trio", "h11",
                           optional=True))  # fmt: skip
@@ -566,6 +584,7 @@ FULL_CELLS = [
     ("route50-1st", ["starlette"]),
     ("route50-last", ["starlette"]),
     ("mw", ["tophat-mw", "tophat"]),
+    ("hello", ["tophat-observed", "tophat-fast-observed"]),
     ("post4k", ["tophat", "FAST", "uvicorn", "uvicorn-fast", "aiohttp"]),
     ("get64k", ["tophat", "FAST", "uvicorn", "uvicorn-fast", "aiohttp"]),
 ]  # fmt: skip
@@ -574,6 +593,7 @@ SHORT_CELLS = [
     ("route1", ["tophat-router1"]),
     ("route50-last", ["tophat-router50"]),
     ("mw", ["tophat-mw"]),
+    ("hello", ["tophat-observed"]),
     ("post4k", ["tophat"]),
 ]
 FULL_MEMORY = ["tophat", "tophat-uvloop", "tophat-fast", "uvicorn", "uvicorn-fast", "aiohttp"]
@@ -611,6 +631,11 @@ def make_goals(fast: str, fast_na: str, trio_na: str) -> list[Goal]:
         Goal("4 ref", "Router+CORS+identity vs bare hello sent the same request (reference: "
              "without the cost of parsing its Origin and Cookie fields)", ("tophat-mw", "mw"),
              ("tophat", "mw"), None),
+        Goal("ref", "request_id + access log vs bare hello (reference: the cost of "
+             "request ids and an access log line per request)", ("tophat-observed", "hello"),
+             ("tophat", "hello"), None),
+        Goal("ref", "tophat fast: request_id + access log vs bare hello (reference)",
+             ("tophat-fast-observed", "hello"), (fast, "hello"), None),
         Goal("5a", "POST 4 KiB echo: tophat default >= 1.6x uvicorn h11", ("tophat", "post4k"),
              ("uvicorn", "post4k"), 1.6, body),
         Goal("5b", "POST 4 KiB echo: tophat fast >= 1.2x uvicorn httptools+uvloop",
@@ -716,6 +741,13 @@ def run(args: argparse.Namespace) -> int:
 
     help_text = tophat_help(py)
     servers = make_servers(py, help_text)
+    only = list(dict.fromkeys(k for k in (args.only or "").split(",") if k))
+    if unknown := [k for k in only if k not in servers]:
+        print(
+            f"--only: no server {', '.join(unknown)} here; the servers: {', '.join(servers)}",
+            file=sys.stderr,
+        )
+        return 2
     has_parser = "tophat-fast" in servers
     fast = "tophat-fast" if has_parser else "tophat-uvloop"
     fast_na = "" if has_parser else "no --parser in the CLI: uvloop+h11 measured in its place"
@@ -735,10 +767,18 @@ def run(args: argparse.Namespace) -> int:
     for test_key, keys in plan:
         for key in keys:
             key = fast if key == "FAST" else key
+            if only and key not in only:
+                continue
             if key in servers and not any(c.name == f"{key}/{test_key}" for c in cells):
                 cells.append(Cell(tests[test_key], servers[key]))
+    if only and not cells:
+        mode = "short" if short else "full"
+        print(f"--only {','.join(only)}: no cell of a {mode} run uses them", file=sys.stderr)
+        return 2
     used = list(dict.fromkeys(c.server.key for c in cells))
     mem_keys = [k for k in (SHORT_MEMORY if short else FULL_MEMORY) if k in servers]
+    if only:
+        mem_keys = [k for k in mem_keys if k in only]
     if args.no_memory:
         mem_keys = []
 
@@ -1130,6 +1170,12 @@ def main() -> int:
     p.add_argument("--mem-conns", type=int, default=1000, help="idle connections (1000)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory test")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument(
+        "--only",
+        metavar="KEY[,KEY]",
+        help="measure only these servers' cells of the run (e.g. tophat,tophat-observed; an "
+        "unknown key lists them); goals missing a cell show n/a",
+    )
     p.add_argument(
         "--out",
         default=None,

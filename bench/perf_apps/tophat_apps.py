@@ -4,6 +4,7 @@
     router1     a Router with one route, GET /res49/:id -> hello
     router50    a Router with 50 routes, GET /res0/:id ... /res49/:id -> hello
     middleware  chain(cors(...), identity.middleware)(Router: GET / hello, /whoami, /login)
+    observed    chain(request_id())(hello): the stock request ids (served with --access-log)
 
 ``python -m bench.perf_apps.tophat_apps --mint-cookie`` prints a valid ``Cookie`` header value
 for ``middleware``, minted by this module's ``identity`` through its ``/login`` route (in
@@ -19,6 +20,7 @@ from tophat import Request, ResponseWriter, ResponseWritten
 from tophat.middleware import chain
 from tophat.middleware.cors import cors
 from tophat.middleware.identity import Identity
+from tophat.middleware.request_id import request_id
 from tophat.router import Router
 
 from . import BIG, HELLO, ROUTES
@@ -85,6 +87,11 @@ middleware = chain(
     cors(allow_origins=[ORIGIN], allow_credentials=True, expose_headers=["x-request-id"]),
     identity.middleware,
 )(_mw_router)
+
+# What a deployment that wants request ids in its logs serves: the stock middleware making an id
+# per request (wrk sends none), echoed in the response; perf.py adds --access-log, so each line
+# carries the id and the duration.
+observed = chain(request_id())(hello)
 
 
 def mint_cookie() -> str:
