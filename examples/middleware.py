@@ -1,6 +1,9 @@
 """Two custom middlewares, each a few lines: a timing header and a request id.
 
 A middleware is a plain function from endpoint to endpoint; ``chain(a, b)`` puts ``a`` outside.
+(The request id here is a teaching example: it keeps any id a client sends. The stock
+``tophat.middleware.request_id.request_id()`` checks it, and reaches log records too: see
+examples/request_id.py.)
 
 Run: python -m tophat examples.middleware:app --port 8000
      curl -i 127.0.0.1:8000/            -> x-request-id and server-timing headers
