@@ -11,8 +11,11 @@ did (:class:`ResponseWritten`)::
 from __future__ import annotations
 
 from tophat.glitch import Glitch
+from tophat.http.cookies import Cookies
 from tophat.http.endpoint import Endpoint
+from tophat.http.forms import FormData, UploadFile
 from tophat.http.headers import HeaderError, Headers
+from tophat.http.params import Params
 from tophat.http.request import Query, Request, Stopping
 from tophat.http.writer import Response, ResponseWriter, ResponseWritten, ServerSentEvent
 from tophat.runtime.asyncio.server import Server, start_server
@@ -25,13 +28,16 @@ from tophat.server.stream import Phase, Stream, StreamClosed, StreamTimeout
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cookies",
     "Endpoint",
+    "FormData",
     "Glitch",
     "HeaderError",
     "Headers",
     "Lifespan",
     "LifespanFailed",
     "MissingExtra",
+    "Params",
     "Phase",
     "Query",
     "Request",
@@ -46,6 +52,7 @@ __all__ = [
     "Stream",
     "StreamClosed",
     "StreamTimeout",
+    "UploadFile",
     "accept",
     "serve",
     "serve_asyncio",
