@@ -595,3 +595,82 @@ async def test_through_asgi_a_whole_body_has_its_compressed_length(coding: str) 
     body = b"".join(m["body"] for m in bodies)
     assert (fields["content-encoding"], int(fields["content-length"])) == (coding, len(body))
     assert decode(coding, body) == DOC
+
+
+# -- set_file behind compress() -------------------------------------------------------------
+
+TEXT = b"".join(b"line %d of a text file that compresses well\n" % i for i in range(2000))
+
+
+def file_app(tmp_path: Any) -> Any:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(TEXT)
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # over a second old: a strong ETag
+
+    async def download(req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.set_file(path)
+        return await w.send()
+
+    return compress()(download)
+
+
+async def test_a_file_is_gzipped_with_a_suffixed_etag_and_revalidates_to_a_304(
+    tmp_path: Any,
+) -> None:
+    app = file_app(tmp_path)
+    plain = await get(app, None)
+    etag = plain.headers["etag"]
+    assert (plain.status, coding_of(plain), plain.body) == (200, None, TEXT)
+    assert plain.headers["vary"] == "Accept-Encoding"
+    assert plain.headers["accept-ranges"] == "bytes"
+    packed = await get(app, "gzip")
+    assert (packed.status, coding_of(packed)) == (200, "gzip")
+    assert packed.headers["content-type"] == "text/plain; charset=utf-8"
+    assert packed.headers["etag"] == etag[:-1] + '-gzip"'  # RFC 9110 §8.8.3: not the identity's
+    assert packed.headers["last-modified"] == plain.headers["last-modified"]
+    assert "accept-ranges" not in packed.headers  # its ranges would be the identity's
+    assert gzip.decompress(packed.body) == TEXT and len(packed.body) < len(TEXT) / 4
+    # The conditional round trip: the client sends back the tag it got.
+    again = await get(app, "gzip", if_none_match=packed.headers["etag"])
+    assert (again.status, again.body, coding_of(again)) == (304, b"", None)
+    assert (again.headers["etag"], again.headers["vary"]) == (
+        packed.headers["etag"],
+        "Accept-Encoding",
+    )
+    # The gzip tag names the gzip bytes: a client now getting br must not be told 304.
+    other = await get(app, "br", if_none_match=packed.headers["etag"])
+    assert (other.status, coding_of(other)) == (200, "br")
+
+
+async def test_a_range_of_a_file_is_never_compressed(tmp_path: Any) -> None:
+    app = file_app(tmp_path)
+    etag = (await get(app, None)).headers["etag"]
+    part = await get(app, "gzip", range="bytes=100-9099")  # (well over min_size)
+    assert (part.status, coding_of(part), part.body) == (206, None, TEXT[100:9100])
+    assert part.headers["content-range"] == f"bytes 100-9099/{len(TEXT)}"
+    assert (part.headers["content-length"], part.headers["etag"]) == ("9000", etag)
+    resumed = await get(app, "gzip", range="bytes=100-", if_range=etag)
+    assert (resumed.status, coding_of(resumed), resumed.body) == (206, None, TEXT[100:])
+    # An If-Range of the gzip tag is not the identity's: the whole file, compressed (a client
+    # holding gzip bytes cannot splice an identity range onto them).
+    gz_tag = etag[:-1] + '-gzip"'
+    whole = await get(app, "gzip", range="bytes=100-", if_range=gz_tag)
+    assert (whole.status, coding_of(whole)) == (200, "gzip")
+    assert gzip.decompress(whole.body) == TEXT
+
+
+async def test_a_file_through_gzip_and_its_range_over_a_socket(
+    serving: Serving, tmp_path: Any
+) -> None:
+    async with serving(file_app(tmp_path)) as server, connected(server.port) as c:
+        for extra in ("", "Range: bytes=0-9999\r\n", ""):  # keep-alive: each framed right
+            await c.send(
+                f"GET / HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n{extra}\r\n".encode()
+            )
+            with anyio.fail_after(5):
+                status, fields, body = await c.response()
+            if extra:
+                assert (status, "content-encoding" in fields, body) == (206, False, TEXT[:10000])
+            else:
+                assert (status, fields["content-encoding"]) == (200, "gzip")
+                assert gzip.decompress(body) == TEXT
