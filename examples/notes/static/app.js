@@ -282,11 +282,30 @@ async function deleteNote(id) {
 
 // -- files -----------------------------------------------------------------------------------
 
+// The files this page uploaded, per note: what it lists when the server offers no listing.
+const uploaded = new Map(); // id -> Set of names
+
 // GET /api/notes/:id/files lists the note's files: {"items": [{"name", ...}]} (or a bare list).
+// Where the server has no such route (404, 405), the page lists what it uploaded itself.
 async function loadFiles(id, el) {
-  const { data } = await api("GET", `${notePath(id)}/files`);
-  const items = Array.isArray(data) ? data : (data && data.items) || [];
-  renderFiles(el, id, items.map((f) => (typeof f === "string" ? f : f.name)));
+  let names;
+  try {
+    const { data } = await api("GET", `${notePath(id)}/files`);
+    const items = Array.isArray(data) ? data : (data && data.items) || [];
+    names = items.map((f) => (typeof f === "string" ? f : f.name));
+  } catch (err) {
+    if (!(err instanceof ApiError && (err.status === 404 || err.status === 405))) throw err;
+    names = [...(uploaded.get(String(id)) || [])];
+  }
+  renderFiles(el, id, names);
+}
+
+// The stored name of an upload: the 201's "name" member, else its Location's last segment.
+function uploadedName(r, fallback) {
+  if (r.data && typeof r.data === "object" && typeof r.data.name === "string") return r.data.name;
+  const location = r.headers.get("location");
+  if (location) return decodeURIComponent(location.split("/").pop());
+  return fallback;
 }
 
 async function upload(id) {
@@ -296,13 +315,17 @@ async function upload(id) {
   if (!input.files.length) throw new ApiError(0, { title: "Choose a file to upload first" });
   const form = new FormData();
   form.append("file", input.files[0]);
-  await api("POST", `${notePath(id)}/files`, { body: form });
+  const r = await api("POST", `${notePath(id)}/files`, { body: form });
+  const key = String(id);
+  if (!uploaded.has(key)) uploaded.set(key, new Set());
+  uploaded.get(key).add(uploadedName(r, input.files[0].name));
   input.value = "";
   await loadFiles(id, known.el);
 }
 
 async function deleteFile(id, name) {
   await api("DELETE", filePath(id, name));
+  uploaded.get(String(id))?.delete(name);
   const known = state.notes.get(String(id));
   if (known) await loadFiles(id, known.el);
 }
@@ -349,9 +372,14 @@ function openEvents() {
   const es = new EventSource("/api/events"); // same origin: the cookie goes with it
   state.events = es;
   const live = $("live");
+  let opened = false;
   es.addEventListener("open", () => {
     live.textContent = "live";
     live.classList.add("on");
+    // A reconnection: changes made while the stream was down are not replayed, so the list
+    // is read again.
+    if (opened) loadPage(true).catch(showError);
+    opened = true;
   });
   es.addEventListener("error", () => {
     // EventSource reconnects by itself; a 401 (signed out elsewhere) closes it for good.
