@@ -619,3 +619,119 @@ def test_the_tophat_console_script_is_python_m_tophat() -> None:
                 data += chunk
         assert data.endswith(b"\r\n\r\nHello, world!")
         assert server.proc.poll() is None
+
+
+# -- the app module's opts ------------------------------------------------------------------
+
+OPTS_APP = """
+from tophat import ServerOpts
+from tophat.router import Router
+
+router = Router()
+
+@router.post("/echo")
+async def echo(req, w):
+    w.set_body(await req.body())
+    return await w.send()
+
+app = router
+opts = ServerOpts(error_format="json", access_log=True, server_header="optsmod", max_body_size=10)
+"""
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                data += chunk
+    return data
+
+
+def _not_found(port: int) -> bytes:
+    return _exchange(port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def _echo(port: int, body: bytes) -> bytes:
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+    return _exchange(port, head % len(body) + body)
+
+
+@pytest.fixture(scope="module")
+def opts_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("opts_app")
+    (where / "optsmod.py").write_text(OPTS_APP)
+    (where / "badopts.py").write_text(
+        "async def app(req, w):\n    w.set_text('ok')\n    return await w.send()\n"
+        "opts = {'max_body_size': 10}\n"
+    )
+    return where
+
+
+def test_a_module_level_opts_is_what_the_app_is_served_with(opts_app: Path) -> None:
+    port = free_port()
+    with cli("--port", str(port), app="optsmod:app", cwd=opts_app) as server:
+        not_found = _not_found(port)
+        too_big = _echo(port, b"x" * 11)
+        fits = _echo(port, b"x" * 10)
+        server.wait_for(b'"POST /echo HTTP/1.1" 200')  # access_log=True
+    assert server.stderr.count(b"opts: using optsmod.opts\n") == 1, server.stderr
+    head, _, body = not_found.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert b"\r\nserver: optsmod\r\n" in head.lower()
+    assert b"\r\ncontent-type: application/problem+json\r\n" in head.lower()  # error_format
+    assert json.loads(body)["status"] == 404
+    assert too_big.startswith(b"HTTP/1.1 413 ")  # max_body_size=10
+    assert fits.startswith(b"HTTP/1.1 200 ") and fits.endswith(b"\r\n\r\nxxxxxxxxxx")
+
+
+def test_a_flag_given_overrides_only_its_own_field_of_the_module_opts(opts_app: Path) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--max-body-size", "1K", "--no-access-log")
+    with cli(*args, app="optsmod:app", cwd=opts_app) as server:
+        not_found = _not_found(port)
+        fits = _echo(port, b"x" * 11)  # over the module's 10 bytes, under the flag's 1 KiB
+        too_big = _echo(port, b"x" * 1025)
+        server.proc.terminate()
+        log = server.rest_of_stderr()
+    assert (
+        "opts: using optsmod.opts (--access-log, --max-body-size given on the command line)" in log
+    ), log
+    assert fits.startswith(b"HTTP/1.1 200 ") and fits.endswith(b"\r\n\r\n" + b"x" * 11)
+    assert too_big.startswith(b"HTTP/1.1 413 ")
+    head = not_found.partition(b"\r\n\r\n")[0].lower()
+    assert b"\r\nserver: optsmod\r\n" in head  # the fields no flag named are the module's
+    assert b"\r\ncontent-type: application/problem+json\r\n" in head
+    assert "POST /echo" not in log  # --no-access-log turned the module's access_log off
+
+
+def test_flags_not_given_set_no_server_opts_field() -> None:
+    from tophat.cli._options import opts_kwargs
+
+    # (argparse's defaults would override a module's opts: an absent flag must be absent)
+    assert opts_kwargs(build_parser().parse_args(["m:a"])) == {}
+    args = ["m:a", "--access-log", "--server-header", "s", "--parser", "h11", "--verbose-glitch"]
+    assert opts_kwargs(build_parser().parse_args(args)) == {
+        "access_log": True,
+        "server_header": "s",
+        "parser": "h11",
+        "verbose_glitch": True,
+    }
+    off = ["m:a", "--no-access-log", "--no-verbose-glitch"]
+    assert opts_kwargs(build_parser().parse_args(off)) == {
+        "access_log": False,
+        "verbose_glitch": False,
+    }
+
+
+def test_a_module_level_opts_that_is_not_server_opts_is_one_error_line(opts_app: Path) -> None:
+    result = run_cli("badopts:app", "--port", "0", cwd=opts_app)
+    assert_refused(result, "badopts.opts is a dict", "tophat.ServerOpts", "rename it")
+
+
+def test_the_help_says_what_the_module_may_define() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "lifespan  a function returning an async context manager" in result.stdout
+    assert "opts      a tophat.ServerOpts the app is served with" in result.stdout

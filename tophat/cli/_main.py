@@ -7,19 +7,20 @@ a missing extra — is one ``error: ...`` line on stderr and exit status 2, neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tophat import __version__
 from tophat.cli._options import add_opts_flags, count, opts_kwargs, port
 from tophat.cli._reload import PARENT_FD_ENV, import_watchfiles, run_with_reload, watch_parent
 from tophat.cli._setup import check_address, configure_logging, ssl_context
 from tophat.cli._target import CliError, load_endpoint, source_dir
-from tophat.runtime.discover import find_lifespan
+from tophat.runtime.discover import find_lifespan, find_opts
 from tophat.runtime.serve import RUNTIMES, LifespanFailed, MissingExtra, check_runtime, serve
 from tophat.server.opts import ServerOpts
 
@@ -39,9 +40,25 @@ def _prog() -> str:
     return "python -m tophat" if name in ("", "__main__.py", "-c") else name
 
 
+_EPILOG = """\
+the app's module may define, beside MODULE:ATTR (found with no flag, and logged):
+  lifespan  a function returning an async context manager (@asynccontextmanager): its
+            setup runs in each worker before it accepts, its teardown after the drain
+  opts      a tophat.ServerOpts the app is served with, e.g.
+            opts = ServerOpts(error_format="json", access_log=True, max_body_size=64 << 20);
+            a flag given here overrides the one field it names (--no-access-log,
+            --max-body-size 1M), a flag not given leaves the module's value
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (``python -m tophat --help`` shows them)."""
-    p = _Parser(prog=_prog(), description="Serve a tophat endpoint.")
+    p = _Parser(
+        prog=_prog(),
+        description="Serve a tophat endpoint.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "app", metavar="MODULE:ATTR", help="the endpoint to serve, e.g. examples.hello:app"
     )
@@ -62,12 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RUNTIMES,
         help="event loop: asyncio (default), uvloop (tophat[fast]) or trio (tophat[trio])",
     )
-    p.add_argument(
-        "--parser",
-        default="auto",
-        choices=["auto", "h11", "httptools"],
-        help="request parser: h11 (reference) or httptools (tophat[fast]); auto prefers httptools",
-    )
     p.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS with this certificate chain")
     p.add_argument(
         "--ssl-keyfile", metavar="PEM", help="the certificate's private key (unencrypted)"
@@ -82,11 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-config",
         metavar="FILE",
         help="a logging.config file: .json (.yaml with PyYAML) for dictConfig, .ini for fileConfig",
-    )
-    p.add_argument("--access-log", action="store_true", help="log one line per response")
-    p.add_argument("--server-header", default=None, help="value of the Server response header")
-    p.add_argument(
-        "--verbose-glitch", action="store_true", help="show Glitch causes to clients (debugging)"
     )
     p.add_argument(
         "--reload",
@@ -120,23 +126,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if reloading and args.workers > 1:
         raise CliError("--reload runs one server process: drop --workers")
     check_runtime(args.runtime)
-    if args.parser == "httptools":
-        try:
-            import httptools  # noqa: F401
-        except ImportError:
-            raise CliError(
-                "--parser httptools needs httptools: pip install 'tophat[fast]'"
-            ) from None
-    try:
-        opts = ServerOpts(
-            access_log=args.access_log,
-            server_header=args.server_header,
-            verbose_glitch=args.verbose_glitch,
-            parser=args.parser,
-            **opts_kwargs(args),
-        )
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    flags = opts_kwargs(args)  # only the flags given: they override the module's ``opts``
+    opts = _opts(ServerOpts(), flags)  # checked here, before anything is imported
+    _check_parser(opts.parser, "--parser httptools")
     context = ssl_context(args.ssl_certfile, args.ssl_keyfile)
     if args.uds is None:
         check_address(args.host, args.port)
@@ -150,8 +142,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     endpoint = load_endpoint(args.app)
     try:
         lifespan = find_lifespan(args.app)  # a module-level ``lifespan`` beside the endpoint
+        given = tuple("--" + field.replace("_", "-") for field in flags)
+        module_opts = find_opts(args.app, given)  # and a module-level ``opts``
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if module_opts is not None:
+        opts = _opts(module_opts, flags)
+        _check_parser(opts.parser, f"{args.app.partition(':')[0]}.opts (parser='httptools')")
     try:
         serve(
             endpoint,
@@ -172,6 +169,22 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         where = args.uds or f"{args.host}:{args.port}"
         raise CliError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     return 0
+
+
+def _opts(base: ServerOpts, flags: dict[str, Any]) -> ServerOpts:
+    try:
+        return dataclasses.replace(base, **flags)
+    except ValueError as exc:  # (ServerOpts checks its fields together)
+        raise CliError(str(exc)) from None
+
+
+def _check_parser(parser: str, where: str) -> None:
+    if parser != "httptools":
+        return
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        raise CliError(f"{where} needs httptools: pip install 'tophat[fast]'") from None
 
 
 def _directory(path: str) -> Path:

@@ -1,9 +1,11 @@
-"""The CLI's value types and the table of flags that set ``ServerOpts`` limits and timeouts.
+"""The CLI's value types and the tables of flags that set ``ServerOpts`` fields.
 
-One row of ``OPTS_FLAGS`` is one flag: ``Flag("max_body_size", size(minimum=0, none=True),
-"...")`` becomes ``--max-body-size`` and sets ``ServerOpts.max_body_size``. A flag that is not
-given leaves the ``ServerOpts`` default (argparse's ``SUPPRESS``: no attribute at all), so
-``"none"`` (lift the limit) and "not given" stay different.
+One row of ``SERVE_FLAGS`` or ``OPTS_FLAGS`` is one flag: ``Flag("max_body_size",
+size(minimum=0, none=True), "...")`` becomes ``--max-body-size`` and sets
+``ServerOpts.max_body_size``; a row whose ``parse`` is ``SWITCH`` becomes ``--access-log`` and
+``--no-access-log``. A flag that is not given sets nothing (argparse's ``SUPPRESS``: no
+attribute at all), so ``"none"`` (lift the limit) and "not given" stay different, and a flag not
+given leaves the field as the app module's ``opts`` has it (else the ``ServerOpts`` default).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from tophat.server.opts import ServerOpts
 
 __all__ = [
     "OPTS_FLAGS",
+    "SERVE_FLAGS",
+    "SWITCH",
     "Flag",
     "add_opts_flags",
     "count",
@@ -117,6 +121,10 @@ def _expected(what: str, text: str, none: bool) -> str:
     return f"expected {what}{' or none' if none else ''}, got {text!r}"
 
 
+#: A row's ``parse`` for an on/off field: ``--FIELD`` sets True, ``--no-FIELD`` False.
+SWITCH: Parse = bool
+
+
 @dataclass(frozen=True, slots=True)
 class Flag:
     """``--FIELD-WITH-DASHES VALUE`` sets ``ServerOpts.FIELD`` to ``parse(VALUE)``."""
@@ -124,7 +132,8 @@ class Flag:
     field: str
     parse: Parse
     help: str
-    metavar: str = "N"
+    metavar: str | None = "N"
+    choices: tuple[str, ...] | None = None
 
     @property
     def option(self) -> str:
@@ -132,6 +141,20 @@ class Flag:
 
 
 _B, _S = "SIZE", "SECONDS"
+
+#: The ServerOpts switches a deployment sets: how requests are parsed, logged and answered.
+SERVE_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "parser",
+        str,
+        "request parser: h11 (reference) or httptools (tophat[fast]); auto prefers httptools",
+        None,
+        ("auto", "h11", "httptools"),
+    ),
+    Flag("access_log", SWITCH, "log one line per response (default off)"),
+    Flag("server_header", str, "value of the Server response header (default none)", "NAME"),
+    Flag("verbose_glitch", SWITCH, "show Glitch causes to clients (debugging; default off)"),
+)
 
 #: Every ServerOpts limit and timeout a deployment tunes, one flag a row (add yours here).
 OPTS_FLAGS: tuple[Flag, ...] = (
@@ -166,24 +189,48 @@ def _default(field: str) -> str:
     return f"{value:g}s" if isinstance(value, float) else str(value)
 
 
+def _add(add_argument: Callable[..., object], flag: Flag, help: str) -> None:
+    if flag.parse is SWITCH:
+        add_argument(
+            flag.option,
+            dest=flag.field,
+            action=argparse.BooleanOptionalAction,
+            default=argparse.SUPPRESS,
+            help=help,
+        )
+        return
+    add_argument(
+        flag.option,
+        dest=flag.field,
+        type=flag.parse,
+        choices=flag.choices,
+        default=argparse.SUPPRESS,
+        metavar=flag.metavar,
+        help=help,
+    )
+
+
 def add_opts_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one option per row of ``OPTS_FLAGS`` to ``parser``, in a group of their own."""
-    group = parser.add_argument_group(
+    """Add one option per row of ``SERVE_FLAGS`` and ``OPTS_FLAGS`` to ``parser``, in two
+    groups of their own."""
+    serving = parser.add_argument_group(
+        "serving (ServerOpts)",
+        "a flag given overrides that field of the app module's 'opts', if it has one",
+    )
+    for flag in SERVE_FLAGS:
+        _add(serving.add_argument, flag, flag.help)
+    limits = parser.add_argument_group(
         "limits and timeouts (ServerOpts)",
-        "SIZE: bytes, or 512K, 100M, 1G (1024-based); SECONDS: 30, 2.5, 500ms, 2m; "
+        # (line breaks by hand: the parser keeps its texts as written, for the epilog)
+        "SIZE: bytes, or 512K, 100M, 1G (1024-based); SECONDS: 30, 2.5, 500ms, 2m;\n"
         "'none' turns off a limit or timeout whose ServerOpts field may be None",
     )
     for flag in OPTS_FLAGS:
-        group.add_argument(
-            flag.option,
-            dest=flag.field,
-            type=flag.parse,
-            default=argparse.SUPPRESS,
-            metavar=flag.metavar,
-            help=f"{flag.help}; default {_default(flag.field)}",
-        )
+        _add(limits.add_argument, flag, f"{flag.help}; default {_default(flag.field)}")
 
 
 def opts_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``ServerOpts`` fields the command line set (absent flags keep their defaults)."""
-    return {f.field: getattr(args, f.field) for f in OPTS_FLAGS if hasattr(args, f.field)}
+    """The ``ServerOpts`` fields the command line set: only the flags given, so that an
+    absent flag keeps the module's ``opts`` value (or the default)."""
+    rows = SERVE_FLAGS + OPTS_FLAGS
+    return {f.field: getattr(args, f.field) for f in rows if hasattr(args, f.field)}
