@@ -20,6 +20,7 @@ needs a route the app does not have yet skips naming that route.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import re
@@ -436,9 +437,14 @@ def upload_and_download(driver: webdriver.Chrome, tmp_path: Path, downloads: Pat
 
 @needs_chromium
 def test_page_shows_problems_escapes_text_edits_conditionally_pages_and_searches(
-    app: App, browser: webdriver.Chrome
+    app: App, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     driver = browser
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     open_page(driver, app.url)
 
     # The server's 422 problem reaches the page: its title and the fields it names.
@@ -545,6 +551,15 @@ def test_page_shows_problems_escapes_text_edits_conditionally_pages_and_searches
     authenticate(driver, "login", "ada", "correct horse battery")
     signed_in_as(driver, "ada")
     wait_for(driver, "the list", lambda: titles(driver)[:1] == ["bulk 21"])
+
+    # Export: the CSV of every note, as the browser saves it.
+    el(driver, "export").click()
+    [saved] = wait_for(driver, "the CSV", lambda: finished_downloads(downloads))
+    with saved.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "title", "body", "created_at", "updated_at"]
+    assert [r[1] for r in rows[1:]] == [f"bulk {i}" for i in (21, *range(20, -1, -1))] + ["my edit"]
+    assert rows[-1][2] == "<script>window.pwned=2</script>\nsecond line"
     assert page_faults(driver) == []
 
 
