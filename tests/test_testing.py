@@ -10,6 +10,7 @@ request as parsed on the other side of the in-memory connection, not about the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -18,14 +19,23 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 import sniffio
 
-from tophat import MissingExtra, Request, ResponseWriter, ResponseWritten, ServerOpts
+from tophat import (
+    LifespanFailed,
+    MissingExtra,
+    Request,
+    ResponseWriter,
+    ResponseWritten,
+    ServerOpts,
+)
 from tophat.middleware import chain
 from tophat.middleware.identity import Identity
 from tophat.router import Router
@@ -554,3 +564,220 @@ def test_handler_timeout_applies_to_the_in_memory_connection(
         assert client.get("/").status == 503
     assert time.monotonic() - started < 2
     assert "has no deadline()" not in caplog.text
+
+
+# -- lifespan=: the app's startup and shutdown around the client's requests ---------------------
+
+
+def loop_identity() -> object:
+    """The running loop (asyncio, uvloop) or trio run: what a pool is bound to."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    return asyncio.get_running_loop()
+
+
+class Pool:
+    """Stands for a database pool: bound to the loop that opened it, with a task of its own."""
+
+    def __init__(self) -> None:
+        self.loop = loop_identity()
+        self.alive = False
+        self.closed = False
+
+    async def keepalive(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self.alive = True
+        task_status.started()
+        await anyio.sleep_forever()
+
+
+class PoolApp:
+    """An app whose lifespan opens a Pool, inside a task group (which anyio only lets the task
+    that opened it close: setup and teardown must run in one task); ``log`` is what ran."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail = fail
+        self.log: list[str] = []
+        self.pool: Pool | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        self.log.append("setup")
+        if self.fail == "setup":
+            raise ConnectionRefusedError("no database")
+        pool = Pool()
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(pool.keepalive)
+            self.pool = pool
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+        pool.closed = True
+        self.log.append("teardown")
+        if self.fail == "teardown":
+            raise RuntimeError("the pool would not close")
+
+    async def __call__(self, req: Request, w: ResponseWriter) -> ResponseWritten:
+        pool = self.pool
+        assert pool is not None and not pool.closed
+        self.log.append(f"request {req.path}")
+        w.set_json({"same_loop": pool.loop is loop_identity(), "alive": pool.alive})
+        return await w.send()
+
+
+def lifespan_failed(excinfo: pytest.ExceptionInfo[LifespanFailed], phase: str) -> BaseException:
+    assert excinfo.value.phase == phase
+    cause = excinfo.value.__cause__
+    assert cause is not None
+    return cause
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_sync_clients_lifespan_wraps_its_requests_on_the_apps_loop(runtime: Any) -> None:
+    pool_app = PoolApp()
+    with TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan) as client:
+        assert pool_app.log == ["setup"]  # on `with`, before any request
+        assert client.get("/a").json() == {"same_loop": True, "alive": True}
+        assert client.get("/b").json() == {"same_loop": True, "alive": True}
+    assert pool_app.log == ["setup", "request /a", "request /b", "teardown"]
+    assert pool_app.pool is not None and pool_app.pool.closed
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_without_with_the_setup_runs_before_the_first_request_and_teardown_at_close(
+    runtime: Any,
+) -> None:
+    pool_app = PoolApp()
+    client = TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan)
+    assert pool_app.log == []  # nothing runs when the client is made
+    assert client.raw(b"GET /raw HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    assert client.get("/a").json() == {"same_loop": True, "alive": True}
+    assert pool_app.log == ["setup", "request /raw", "request /a"]
+    client.close()
+    client.close()  # idempotent: one teardown
+    assert pool_app.log == ["setup", "request /raw", "request /a", "teardown"]
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_a_failing_setup_raises_lifespan_failed_from_with_and_closes_the_client(
+    runtime: Any,
+) -> None:
+    pool_app = PoolApp(fail="setup")
+    before = set(threading.enumerate())
+    client = TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan)
+    with pytest.raises(LifespanFailed) as excinfo, client:
+        pytest.fail("the block must not run")
+    assert isinstance(lifespan_failed(excinfo, "setup"), ConnectionRefusedError)
+    assert pool_app.log == ["setup"]
+    assert set(threading.enumerate()) == before  # closed: its loop and thread are gone
+    with pytest.raises(RuntimeError, match="closed"):
+        client.get("/")
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_a_failing_setup_raises_from_the_first_request_and_the_next_tries_again(
+    runtime: Any,
+) -> None:
+    pool_app = PoolApp(fail="setup")
+    client = TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan)
+    with pytest.raises(LifespanFailed) as excinfo:
+        client.get("/a")
+    assert str(lifespan_failed(excinfo, "setup")) == "no database"
+    pool_app.fail = None  # (the database is up now)
+    assert client.get("/b").json() == {"same_loop": True, "alive": True}
+    client.close()
+    assert pool_app.log == ["setup", "setup", "request /b", "teardown"]
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_a_failing_teardown_raises_from_close_after_closing_the_loop(runtime: Any) -> None:
+    pool_app = PoolApp(fail="teardown")
+    before = set(threading.enumerate())
+    client = TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan)
+    assert client.get("/a").status == 200
+    with pytest.raises(LifespanFailed) as excinfo:
+        client.close()
+    assert str(lifespan_failed(excinfo, "teardown")) == "the pool would not close"
+    assert pool_app.log == ["setup", "request /a", "teardown"]
+    assert set(threading.enumerate()) == before
+    with (
+        pytest.raises(LifespanFailed),
+        TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan) as client,
+    ):
+        client.get("/b")
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_a_client_dropped_without_close_still_runs_the_teardown(runtime: Any) -> None:
+    pool_app = PoolApp()
+    client = TestClient(pool_app, runtime=runtime, lifespan=pool_app.lifespan)
+    assert client.get("/a").status == 200
+    del client  # the finalizer: the teardown in its task, then the loop closed
+    assert pool_app.log == ["setup", "request /a", "teardown"]
+
+
+def test_an_error_in_the_block_is_not_hidden_by_a_failing_teardown() -> None:
+    pool_app = PoolApp(fail="teardown")
+    with (
+        pytest.raises(KeyError, match="the test's own"),
+        TestClient(pool_app, lifespan=pool_app.lifespan) as client,
+    ):
+        client.get("/a")
+        raise KeyError("the test's own")
+    assert pool_app.log == ["setup", "request /a", "teardown"]  # it ran, and was logged
+
+
+def test_a_lifespan_that_is_not_callable_is_refused_when_the_client_is_made() -> None:
+    with pytest.raises(TypeError, match="lifespan must be a function"):
+        TestClient(app, lifespan=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="lifespan must be a function"):
+        AsyncTestClient(app, lifespan=object())  # type: ignore[arg-type]
+
+
+async def test_the_async_clients_lifespan_wraps_async_with_on_the_tests_loop() -> None:
+    pool_app = PoolApp()
+    async with AsyncTestClient(pool_app, lifespan=pool_app.lifespan) as client:
+        assert pool_app.log == ["setup"]
+        assert (await client.get("/a")).json() == {"same_loop": True, "alive": True}
+        assert pool_app.pool is not None and pool_app.pool.loop is loop_identity()
+    assert pool_app.log == ["setup", "request /a", "teardown"]
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get("/b")
+
+
+async def test_the_async_client_sets_up_once_for_concurrent_first_requests() -> None:
+    pool_app = PoolApp()
+    client = AsyncTestClient(pool_app, lifespan=pool_app.lifespan)
+    statuses: list[int] = []
+
+    async def get(path: str) -> None:
+        statuses.append((await client.get(path)).status)
+
+    # (an anyio task group opened in a request's task could not be closed by aclose(): enter
+    # it with async with, or as here, in the test's own task, before the concurrent ones)
+    await client.__aenter__()
+    async with anyio.create_task_group() as tasks:
+        for path in ("/a", "/b", "/c"):
+            tasks.start_soon(get, path)
+    await client.aclose()
+    await client.aclose()  # idempotent
+    assert statuses == [200, 200, 200]
+    assert pool_app.log[0] == "setup" and pool_app.log.count("setup") == 1
+    assert pool_app.log[-1] == "teardown" and len(pool_app.log) == 5
+
+
+async def test_the_async_clients_failing_setup_and_teardown_raise_lifespan_failed() -> None:
+    pool_app = PoolApp(fail="setup")
+    with pytest.raises(LifespanFailed) as excinfo:
+        async with AsyncTestClient(pool_app, lifespan=pool_app.lifespan):
+            pytest.fail("the block must not run")
+    assert isinstance(lifespan_failed(excinfo, "setup"), ConnectionRefusedError)
+    pool_app = PoolApp(fail="teardown")
+    client = AsyncTestClient(pool_app, lifespan=pool_app.lifespan)
+    assert (await client.get("/a")).status == 200  # set up by the first request
+    with pytest.raises(LifespanFailed) as excinfo:
+        await client.aclose()
+    assert str(lifespan_failed(excinfo, "teardown")) == "the pool would not close"
+    assert pool_app.log == ["setup", "request /a", "teardown"]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 
-from typing_extensions import Unpack
+from typing_extensions import Self, Unpack
 
 from tophat.http.endpoint import Endpoint
 from tophat.http.headers import Headers
 from tophat.server.connection import accept
+from tophat.server.lifespan import Lifespan
 from tophat.server.opts import ServerOpts
 from tophat.testing._cookies import Cookies
+from tophat.testing._lifespan import ClientLifespan
 from tophat.testing._memory import memory_stream_pair
 from tophat.testing._response import TestResponse
 from tophat.testing._session import HeaderItems, RequestOptions, Session
@@ -44,6 +47,17 @@ class AsyncTestClient:
             :class:`~tophat.Headers` you may change).
         cookies: cookies to start with, as if the base URL had set them.
         client, server: the peer and local addresses the server sees.
+        lifespan: the app's startup and shutdown (what ``serve(..., lifespan=)`` and the
+            CLI run): its setup runs on the test's loop on ``async with`` or before the first
+            request, its teardown at the end of ``async with`` or on :meth:`aclose`. A setup
+            that raises raises ``tophat.LifespanFailed`` (its ``__cause__`` the error) from
+            ``async with`` or that request; a teardown that raises, from the exit or
+            :meth:`aclose`. Setup and teardown run in the task that enters and the task that
+            closes: with ``async with``, one task, as a task group opened around the
+            lifespan's ``yield`` requires.
+
+    Raises:
+        TypeError: ``lifespan`` is not callable.
     """
 
     __test__ = False  # not a pytest test class
@@ -58,12 +72,42 @@ class AsyncTestClient:
         cookies: Mapping[str, str] | None = None,
         client: tuple[str, int] | None = ("127.0.0.1", 40000),
         server: tuple[str, int] | None = ("127.0.0.1", 9999),
+        lifespan: Lifespan | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.opts = opts or ServerOpts()
         self.client = client
         self.server = server
         self.session = Session(base_url, headers, cookies)
+        self._lifespan = None if lifespan is None else ClientLifespan(lifespan)
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        if self._lifespan is not None:
+            await self._lifespan.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close(exc_type, exc)
+
+    async def aclose(self) -> None:
+        """Run the lifespan's teardown (if its setup ran); the client cannot be used
+        afterwards. Idempotent.
+
+        Raises:
+            LifespanFailed: the teardown raised (logged once; the error is the ``__cause__``).
+        """
+        await self._close(None, None)
+
+    async def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
+        self._closed = True
+        if self._lifespan is not None:
+            await self._lifespan.stop(exc_type, exc)
 
     @property
     def base_url(self) -> str:
@@ -94,6 +138,10 @@ class AsyncTestClient:
             close: half-close the client side after the bytes (else the server sees no end).
             scheme: ``req.scheme`` for this connection (default: the base URL's).
         """
+        if self._closed:
+            raise RuntimeError("this AsyncTestClient is closed")
+        if self._lifespan is not None and not self._lifespan.running:
+            await self._lifespan.start()
         client, server = memory_stream_pair()
         for piece in [data] if isinstance(data, bytes | bytearray) else data:
             await client.send_all(piece)

@@ -17,7 +17,7 @@ import concurrent.futures
 import functools
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from typing_extensions import ParamSpec
@@ -100,6 +100,10 @@ class _TrioThread:
             await self._stop.wait()
             nursery.cancel_scope.cancel()  # what the app left running
 
+    def start_soon(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Start ``fn()`` in the portal's nursery (from a task the portal runs)."""
+        self._nursery.start_soon(fn)
+
     def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -145,6 +149,7 @@ class Portal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
         self._trio: _TrioThread | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # spawned: asyncio keeps weak references
 
     def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)`` on the portal's loop; its result, or its exception.
@@ -167,6 +172,16 @@ class Portal:
                     self._trio = _TrioThread()
                 return self._trio.call(job)
             return self._run_asyncio(job)
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start ``fn()`` as a task of its own on the portal's loop, to run across calls until
+        it returns or :meth:`close` cancels it. Call it from a coroutine the portal runs."""
+        if self._trio is not None:
+            self._trio.start_soon(fn)
+            return
+        task = asyncio.get_running_loop().create_task(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _inside(self) -> bool:
         if self._trio is not None and threading.current_thread() is self._trio.thread:

@@ -11,9 +11,11 @@ from typing_extensions import Self, Unpack
 
 from tophat.http.endpoint import Endpoint
 from tophat.http.headers import Headers
+from tophat.server.lifespan import Lifespan
 from tophat.server.opts import ServerOpts
 from tophat.testing._async import AsyncTestClient
 from tophat.testing._cookies import Cookies
+from tophat.testing._lifespan import ClientLifespan
 from tophat.testing._portal import Portal, Runtime
 from tophat.testing._response import TestResponse
 from tophat.testing._session import HeaderItems, RequestOptions
@@ -64,9 +66,19 @@ class TestClient:
             them.
         cookies: cookies to start with, as if the base URL had set them (``Path=/``).
         client, server: the peer and local addresses the server sees (``req.client``).
+        lifespan: the app's startup and shutdown, as ``serve(..., lifespan=)`` and the CLI
+            run it: its setup runs on the client's loop on ``with`` or before the first
+            request, so what it opens (a pool bound to that loop) works in the handlers; its
+            teardown runs at :meth:`close` or the end of ``with``. Both run in one task of
+            their own (a task group or cancel scope around the ``yield`` works). A setup that
+            raises raises ``tophat.LifespanFailed`` (its ``__cause__`` the error) from
+            ``with`` or that request (the next request tries again); a teardown that raises,
+            from :meth:`close` or the end of ``with`` (unless the block raised: that error
+            goes on, the teardown's is logged).
 
     Raises:
         MissingExtra: the runtime's library is not installed.
+        TypeError: ``lifespan`` is not callable.
     """
 
     __test__ = False  # not a pytest test class
@@ -82,14 +94,18 @@ class TestClient:
         cookies: Mapping[str, str] | None = None,
         client: tuple[str, int] | None = ("127.0.0.1", 40000),
         server: tuple[str, int] | None = ("127.0.0.1", 9999),
+        lifespan: Lifespan | None = None,
     ) -> None:
+        # (the lifespan is the sync client's: it runs in a task of its own on the portal)
         self.async_client = AsyncTestClient(
             app, opts, base_url=base_url, headers=headers, cookies=cookies, client=client,
             server=server,
         )  # fmt: skip
+        self._lifespan = None if lifespan is None else ClientLifespan(lifespan)
         self._portal = Portal(runtime)
-        # A client dropped without close() still frees its loop and thread (and at exit).
-        self._finalizer = weakref.finalize(self, self._portal.close)
+        # A client dropped without close() still ends its lifespan and frees its loop and
+        # thread (and at exit).
+        self._finalizer = weakref.finalize(self, _shut_down, self._portal, self._lifespan)
 
     @property
     def runtime(self) -> Runtime:
@@ -119,7 +135,12 @@ class TestClient:
             close: half-close the client side after the bytes (else the server sees no end).
             scheme: ``req.scheme`` for this connection (default: the base URL's).
         """
+        self._start()
         return self._portal.call(self.async_client.raw, data, close=close, scheme=scheme)
+
+    def _start(self) -> None:
+        if self._lifespan is not None and not self._lifespan.running:
+            self._portal.call(self._lifespan.start, self._portal.spawn)
 
     def request(self, method: str, url: str, **options: Unpack[RequestOptions]) -> TestResponse:
         """Send one request, return its parsed response.
@@ -136,6 +157,7 @@ class TestClient:
             The response: ``.status``, ``.headers``, ``.body``, ``.text``, ``.json()`` and
             ``.raw``, the bytes the server wrote. Its ``Set-Cookie`` fields are in the jar.
         """
+        self._start()
         return self._portal.call(self.async_client.request, method, url, **options)
 
     def get(self, url: str, **options: Unpack[RequestOptions]) -> TestResponse:
@@ -167,11 +189,33 @@ class TestClient:
         return self.request("OPTIONS", url, **options)
 
     def close(self) -> None:
-        """Cancel what the app left running on the client's loop, close the loop and join the
-        client's threads. The client cannot be used afterwards. Idempotent."""
-        self._finalizer()
+        """Run the lifespan's teardown (if its setup ran), cancel what the app left running on
+        the client's loop, close the loop and join the client's threads. The client cannot be
+        used afterwards. Idempotent.
+
+        Raises:
+            LifespanFailed: the lifespan's teardown raised (logged once; the error is the
+                ``__cause__``). The loop is closed all the same.
+        """
+        self._close(None, None)
+
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
+        try:
+            _stop(self._portal, self._lifespan, exc_type, exc)
+        finally:
+            self._finalizer()
 
     def __enter__(self) -> Self:
+        """Run the lifespan's setup, if there is one.
+
+        Raises:
+            LifespanFailed: it raised (logged once); the client is closed.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self._finalizer()
+            raise
         return self
 
     def __exit__(
@@ -180,4 +224,24 @@ class TestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self._close(exc_type, exc)
+
+
+def _stop(
+    portal: Portal,
+    lifespan: ClientLifespan | None,
+    exc_type: type[BaseException] | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """The lifespan's teardown, in its own task, before the portal cancels what is left."""
+    if lifespan is not None and lifespan.running:
+        portal.call(lifespan.stop, exc_type, exc)
+
+
+def _shut_down(portal: Portal, lifespan: ClientLifespan | None) -> None:
+    try:
+        _stop(portal, lifespan)
+    except Exception:  # (a client dropped unclosed: the teardown's failure was logged)
+        pass
+    finally:
+        portal.close()
