@@ -1,9 +1,11 @@
 """A small items API with every REST essential: a store opened per worker, errors as JSON,
 typed query values, a preference cookie, a revocable login, request ids and a handler deadline.
 
-Run: python -m tophat examples.rest_api:app --port 8000 --access-log --handler-timeout 5
-     (``python examples/rest_api.py 8000`` serves the same with ``OPTS`` and log lines that
-     carry the request id; set ``TOPHAT_SECRET`` to keep logins across restarts)
+Run: python -m tophat examples.rest_api:app --port 8000
+     (the CLI serves with the module's ``opts``: the access log on, a 5 s handler deadline; a
+     flag overrides the field it names: ``--handler-timeout 2``, ``--no-access-log``.
+     ``python examples/rest_api.py 8000`` serves the same, with log lines that carry the
+     request id; set ``TOPHAT_SECRET`` to keep logins across restarts)
 
      curl '127.0.0.1:8000/items?limit=2&in_stock=true&sort=price&tag=wool'
           -> 200 [{"id": 3, ...}, {"id": 1, ...}]
@@ -27,11 +29,12 @@ Run: python -m tophat examples.rest_api:app --port 8000 --access-log --handler-t
 
 What each piece shows:
 
-* ``lifespan``: the CLI finds it beside ``app`` (no flag) and runs it in every serving process
-  before it accepts: the store is opened there, registered with ``router.data`` (handlers:
-  ``req.data(Store)``), and closed after the graceful drain. In code:
-  ``serve(app, opts=OPTS, lifespan=lifespan)``. The store is this process's memory, so run one
-  worker; a real application opens its database pool here and may run ``--workers N``.
+* ``lifespan`` and ``opts``: the CLI finds them beside ``app`` (no flag). It runs ``lifespan``
+  in every serving process before it accepts: the store is opened there, registered with
+  ``router.data`` (handlers: ``req.data(Store)``), and closed after the graceful drain. In
+  code: ``serve(app, opts=opts, lifespan=lifespan)``; in tests: ``TestClient(app, opts,
+  lifespan=lifespan)``. The store is this process's memory, so run one worker; a real
+  application opens its database pool here and may run ``--workers N``.
 * Errors are Glitches: ``Accept: application/json`` gets RFC 9457 problem+json (a 422 with an
   ``errors`` member, a 409 with a problem type of its own and extension members), anything
   else ``text/plain``.
@@ -41,8 +44,9 @@ What each piece shows:
   with ``w.delete_cookie``.
 * ``Identity`` with ``session_check``: a login is a session in the store, and logout ends it,
   so a copied cookie stops working at once (on other workers within ``session_check_ttl``).
-* ``request_id()`` + ``--access-log``; ``--handler-timeout`` (``OPTS.handler_timeout``) cuts a
-  handler that has not started its response with a 503.
+* ``request_id()`` and the access log (``opts.access_log``): each line has the id and the
+  duration; ``opts.handler_timeout`` cuts a handler that has not started its response with a
+  503.
 """
 
 from __future__ import annotations
@@ -68,8 +72,8 @@ from tophat.router import Router
 
 log = logging.getLogger("examples.rest_api")
 
-#: What ``python examples/rest_api.py`` serves with; the CLI flags above say the same.
-OPTS = ServerOpts(access_log=True, handler_timeout=5.0)
+#: What the app is served with: the CLI finds it by this name, ``serve`` and ``TestClient`` take it.
+opts = ServerOpts(access_log=True, handler_timeout=5.0)
 
 Sort = Literal["id", "name", "price"]
 SORTS: tuple[Sort, ...] = ("id", "name", "price")
@@ -276,7 +280,7 @@ async def buy_item(req: Request, w: ResponseWriter) -> ResponseWritten:
 
 @router.get("/stats")
 async def stats(req: Request, w: ResponseWriter) -> ResponseWritten:
-    # ``delay`` stands in for a slow reporting query: past OPTS.handler_timeout, a 503.
+    # ``delay`` stands in for a slow reporting query: past opts.handler_timeout, a 503.
     await sleep(req.query.get_float("delay", default=0.0, min=0, max=60))
     items = req.data(Store).items.values()
     w.set_json({"items": len(items), "stock_value": sum(i.price * i.stock for i in items)})
@@ -344,4 +348,4 @@ if __name__ == "__main__":
     handler.addFilter(RequestIdFilter())  # every record gets the request's id ("-" outside)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    serve(app, port=int(sys.argv[1]) if len(sys.argv) > 1 else 8000, opts=OPTS, lifespan=lifespan)
+    serve(app, port=int(sys.argv[1]) if len(sys.argv) > 1 else 8000, opts=opts, lifespan=lifespan)

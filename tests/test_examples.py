@@ -535,38 +535,19 @@ def test_compress_example_runs_with_the_cli() -> None:
 
 
 def test_rest_api_example_uses_every_rest_essential(caplog: pytest.LogCaptureFixture) -> None:
-    import contextlib
     import dataclasses
-    from collections.abc import Iterator
 
     from examples import rest_api
-    from tophat import Lifespan
     from tophat.middleware.request_id import RequestIdFilter
     from tophat.testing import TestClient
-
-    @contextlib.contextmanager
-    def lifespan_entered(lifespan: Lifespan) -> Iterator[None]:
-        """The async lifespan around sync test code, on a loop of its own: TestClient runs
-        none, and the example's store is plain memory, so the loop its setup ran on does not
-        matter (a real pool would have to be opened on the client's loop)."""
-        loop = asyncio.new_event_loop()
-        manager = lifespan()
-        try:
-            loop.run_until_complete(manager.__aenter__())
-            try:
-                yield
-            finally:
-                loop.run_until_complete(manager.__aexit__(None, None, None))
-        finally:
-            loop.close()
 
     problem = {"accept": "application/json"}
     caplog.handler.addFilter(RequestIdFilter())
     with (
         caplog.at_level(logging.INFO),
-        lifespan_entered(rest_api.lifespan),
-        TestClient(rest_api.app, rest_api.OPTS) as client,
+        TestClient(rest_api.app, rest_api.opts, lifespan=rest_api.lifespan) as client,
     ):
+        assert "store open" in caplog.text  # the lifespan's setup ran on entering
         # Typed query and path values; a bad one is a 400 naming it, as problem+json.
         found = client.get("/items?limit=2&in_stock=true&sort=price&tag=wool")
         assert [item["id"] for item in found.json()] == [3, 1]
@@ -668,14 +649,16 @@ def test_rest_api_example_uses_every_rest_essential(caplog: pytest.LogCaptureFix
         assert fresh.json() == {"items": 4, "stock_value": 25.0 * 4 + 9.5 * 10}
 
     # The handler deadline: a handler that has not answered by then gets a 503.
-    quick = dataclasses.replace(rest_api.OPTS, handler_timeout=0.2)
-    with lifespan_entered(rest_api.lifespan), TestClient(rest_api.app, quick) as client:
+    quick = dataclasses.replace(rest_api.opts, handler_timeout=0.2)
+    with TestClient(rest_api.app, quick, lifespan=rest_api.lifespan) as client:
         cut = client.get("/stats?delay=5", headers={**problem, "x-request-id": "slow-1"})
         assert (cut.status, cut.json()["title"]) == (503, "Service Unavailable")
         assert cut.headers["x-request-id"] == "slow-1"
         assert client.get("/stats?delay=0").status == 200
     # After the lifespan's teardown the store is closed: the handlers' requests fail.
-    assert TestClient(rest_api.app).get("/items/1").status == 500
+    assert "store closed" in caplog.text
+    with TestClient(rest_api.app) as client:
+        assert client.get("/items/1").status == 500
 
 
 def test_rest_api_example_source_has_no_casts() -> None:
@@ -690,8 +673,9 @@ def test_rest_api_example_runs_with_the_cli_its_lifespan_and_deadline() -> None:
 
     port = _free_port()
     proc = subprocess.Popen(
+        # The module's opts (access log on, a 5 s deadline); the flag overrides the deadline.
         [sys.executable, "-m", "tophat", "examples.rest_api:app", "--port", str(port),
-         "--access-log", "--handler-timeout", "0.3"],
+         "--handler-timeout", "0.3"],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stderr=subprocess.PIPE,
@@ -706,6 +690,7 @@ def test_rest_api_example_runs_with_the_cli_its_lifespan_and_deadline() -> None:
             assert line, seen
             seen += line
         assert "store open" in seen  # the CLI found the lifespan and ran it before listening
+        assert "opts: using examples.rest_api.opts" in seen
         for target, rid in (("/items?limit=1&sort=price", "cli-1"), ("/stats?delay=5", "cli-2")):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(
