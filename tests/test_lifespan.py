@@ -656,3 +656,34 @@ async def test_asgi_a_failing_startup_hook_tears_the_lifespan_down() -> None:
         )
     assert server.sent == [{"type": "lifespan.startup.failed", "message": "RuntimeError: no cache"}]
     assert events == ["setup", "teardown"]
+
+
+async def test_a_lifespan_may_run_background_tasks_around_its_yield(runtime: str) -> None:
+    # A trio nursery (or an anyio task group) opened in the setup and closed in the teardown:
+    # the common way to run a background task for the server's life. The teardown must run
+    # in the same cancel-scope nesting as the setup (it once ran in a shield opened between
+    # them: "Cancel scope stack corrupted").
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def with_background() -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+
+            async def tick() -> None:
+                events.append("background started")
+                await anyio.sleep_forever()
+
+            tasks.start_soon(tick)
+            try:
+                yield
+            finally:
+                events.append("teardown")
+                tasks.cancel_scope.cancel()
+
+    async def during(server: Any) -> None:
+        while "background started" not in events:
+            await anyio.sleep(0.01)
+        assert await _aget(server.port) == (200, b"hello")
+
+    assert await _serve(runtime, hello, with_background, during) is None
+    assert events == ["background started", "teardown"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Literal
 
@@ -67,18 +67,15 @@ class LifespanScope:
 
     Args:
         lifespan: the factory, or None for nothing to do.
-        guard: a context manager factory the teardown runs in (trio: a shielded cancel scope,
-            so the teardown runs to its end when serving was cancelled).
+
+    The teardown runs in the cancel scopes the setup opened (a trio nursery or an anyio task
+    group around the ``yield`` closes where it opened), so it is shielded from nothing: a
+    teardown that must finish while serving is cancelled shields its own awaits.
     """
 
-    __slots__ = ("_entered", "_guard", "_lifespan", "_name")
+    __slots__ = ("_entered", "_lifespan", "_name")
 
-    def __init__(
-        self,
-        lifespan: Lifespan | None,
-        *,
-        guard: Callable[[], AbstractContextManager[object]] = nullcontext,
-    ) -> None:
+    def __init__(self, lifespan: Lifespan | None) -> None:
         if lifespan is not None and not callable(lifespan):
             raise TypeError(
                 "lifespan must be a function returning an async context manager "
@@ -86,7 +83,6 @@ class LifespanScope:
             )
         self._lifespan = lifespan
         self._name = name_of(lifespan)
-        self._guard = guard
         self._entered: AbstractAsyncContextManager[object] | None = None
 
     async def __aenter__(self) -> None:
@@ -109,13 +105,12 @@ class LifespanScope:
         manager, self._entered = self._entered, None
         if manager is None:
             return
-        with self._guard():
-            try:
-                # (its return value is ignored: a lifespan does not hide a server's failure)
-                await manager.__aexit__(exc_type, exc, tb)
-            except Exception as failure:
-                if failure is exc:
-                    return  # it let the body's error through: that goes on as it is
-                log.error("lifespan %s: teardown failed", self._name, exc_info=True)
-                if exc is None:
-                    raise LifespanFailed("teardown", self._name) from failure
+        try:
+            # (its return value is ignored: a lifespan does not hide a server's failure)
+            await manager.__aexit__(exc_type, exc, tb)
+        except Exception as failure:
+            if failure is exc:
+                return  # it let the body's error through: that goes on as it is
+            log.error("lifespan %s: teardown failed", self._name, exc_info=True)
+            if exc is None:
+                raise LifespanFailed("teardown", self._name) from failure

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import os
 import signal
@@ -345,15 +344,17 @@ async def serve(
         handle_signals: shut down on SIGINT/SIGTERM (needs the main thread).
         ready: called with the server once it listens.
         task_status: given by ``nursery.start``; started with the server.
-        lifespan: setup run before listening, teardown after the graceful drain (shielded:
-            it runs to its end even when ``serve`` was cancelled).
+        lifespan: setup run before listening, teardown after the graceful drain. The
+            teardown runs in the cancel scopes its setup opened (a nursery around the
+            ``yield`` works), so it is not shielded: if ``serve`` itself is cancelled from
+            outside, shield what the teardown must finish (``trio.CancelScope(shield=True)``).
 
     Raises:
         LifespanFailed: the lifespan's setup or teardown raised (logged with its traceback).
     """
     server = TrioServer(endpoint, opts or ServerOpts(), ssl)
     # Setup first: no connection may wait in a listening queue for a setup that may fail.
-    async with LifespanScope(lifespan, guard=functools.partial(trio.CancelScope, shield=True)):
+    async with LifespanScope(lifespan):
         await server._listen(host, port, sock, uds)
         try:
             async with trio.open_nursery() as nursery:
