@@ -101,6 +101,8 @@ class TrioServer:
 
     def _interrupt(self) -> None:
         """Cut the shutdown short: cancel every request still running, close everything."""
+        if self._interrupted:
+            return  # (a third signal: already done)
         conns = self._pool.conns
         log.warning("second signal: cancelling %d request(s) now", len(conns))
         self._interrupted = True
@@ -309,9 +311,11 @@ async def _watch_signals(
         task_status.started(scope)
         async for _ in signals:
             if server._stop.is_set():
+                # Cut short; later signals are swallowed until serve ends (returning would put
+                # the default handler back, and a third Ctrl-C would interrupt the exit).
                 server._interrupt()
-                return
-            server.request_shutdown()
+            else:
+                server.request_shutdown()
 
 
 async def serve(
