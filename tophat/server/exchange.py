@@ -160,69 +160,65 @@ async def run_endpoint(
     The request's ``on_end`` callbacks (temporary upload files) run when this returns or is
     cancelled (a departed client, a shutdown).
     """
+    # (One coroutine, the try/finally around its whole body: a wrapper coroutine costs ~0.1 µs
+    # a request, timed on this machine; this runs for every request.)
     try:
-        await _run_endpoint(endpoint, request, sink, deadline)
+        if sink.opts.access_log:
+            request.ext[STARTED_KEY] = time.perf_counter()  # (the access log's duration)
+        writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline), request)
+        try:
+            if deadline is None:
+                result = await endpoint(request, writer)
+            else:
+                result = None
+                with deadline:
+                    result = await endpoint(request, writer)
+                if deadline.expired and not sink.started:
+                    await _expired(endpoint, request, sink, writer, deadline.seconds)
+                    return
+        except Glitch as glitch:
+            if sink.started:
+                sink.mark_close()
+                log.info(
+                    "%s raised after its response started; closing: %s",
+                    where(endpoint, request),
+                    glitch,
+                )
+                return
+            log_glitch(glitch, endpoint, request)
+            await respond_with_glitch(sink, writer, glitch, request)
+            return
+        except Aborted:
+            return  # logged where it happened
+        except OSError as exc:
+            if sink.started or sink.gone:
+                # The client went away: nothing to answer, nobody to tell.
+                sink.mark_close()
+                log.debug("client gone while the endpoint ran: %r", exc)
+                return
+            error_log.exception("unhandled error in endpoint %s", where(endpoint, request))
+            await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
+            return
+        except Exception:
+            if sink.started:
+                sink.mark_close()
+                error_log.exception(
+                    "endpoint %s raised after its response started; closing the connection",
+                    where(endpoint, request),
+                )
+                return
+            error_log.exception("unhandled error in endpoint %s", where(endpoint, request))
+            await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
+            return
+        if not sink.started:
+            error_log.error(
+                "endpoint %s returned %r without sending a response (call `await w.send()`)",
+                where(endpoint, request),
+                result,
+            )
+            await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
     finally:
         request.close()
-
-
-async def _run_endpoint(
-    endpoint: Endpoint, request: Request, sink: ExchangeSink, deadline: Deadline | None
-) -> None:
-    if sink.opts.access_log:
-        request.ext[STARTED_KEY] = time.perf_counter()  # (the access log's duration)
-    writer = ResponseWriter(sink if deadline is None else _Until(sink, deadline), request)
-    try:
-        if deadline is None:
-            result = await endpoint(request, writer)
-        else:
-            result = None
-            with deadline:
-                result = await endpoint(request, writer)
-            if deadline.expired and not sink.started:
-                await _expired(endpoint, request, sink, writer, deadline.seconds)
-                return
-    except Glitch as glitch:
-        if sink.started:
-            sink.mark_close()
-            log.info(
-                "%s raised after its response started; closing: %s",
-                where(endpoint, request),
-                glitch,
-            )
-            return
-        log_glitch(glitch, endpoint, request)
-        await respond_with_glitch(sink, writer, glitch, request)
-        return
-    except Aborted:
-        return  # logged where it happened
-    except OSError as exc:
-        if sink.started or sink.gone:
-            # The client went away: nothing to answer, nobody to tell.
-            sink.mark_close()
-            log.debug("client gone while the endpoint ran: %r", exc)
-            return
-        error_log.exception("unhandled error in endpoint %s", where(endpoint, request))
-        await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
-        return
-    except Exception:
-        if sink.started:
-            sink.mark_close()
-            error_log.exception(
-                "endpoint %s raised after its response started; closing the connection",
-                where(endpoint, request),
-            )
-            return
-        error_log.exception("unhandled error in endpoint %s", where(endpoint, request))
-        await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
-        return
-    if not sink.started:
-        error_log.error(
-            "endpoint %s returned %r without sending a response (call `await w.send()`)",
-            where(endpoint, request),
-            result,
-        )
-        await respond_with_glitch(sink, writer, Logged(Glitch(500)), request)
 
 
 async def _expired(
