@@ -477,6 +477,18 @@ def memory_test(server: Server, n: int, pin: list[str], logdir: str) -> MemResul
 # == the plan ====================================================================================
 
 
+def _kept_sections(path: str) -> str:
+    """The sections other benches keep in the report file (``<!-- bench/X.py: begin -->`` to
+    its ``end`` marker, as bench/notes.py writes them): a full run rewrites the file, not them."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        return ""
+    sections = re.finditer(r"\n<!-- (bench/\S+): begin -->.*?<!-- \1: end -->\n", old, re.DOTALL)
+    return "".join(m.group(0) for m in sections)
+
+
 def tophat_help(py: str) -> str:
     out = subprocess.run(
         [py, "-m", "tophat", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
@@ -899,7 +911,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else ("" if short else os.path.join(HERE, "RESULTS.md"))
     if out and out != "-":
         with open(out, "w") as f:
-            f.write(report)
+            f.write(report + _kept_sections(out))
         print(f"(written to {os.path.relpath(out)})")
     if anomalies or harness_errors:
         print(f"server logs: {logdir}")
