@@ -30,19 +30,19 @@ and on trio with SQLite.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from examples.notes.auth import token_hash
 from examples.notes.context import Change, Context, current_user
 from examples.notes.sql import Sql
+from examples.notes.waiting import Wakeup, background, first, sleep
 from tophat import Request, ResponseWriter, ResponseWritten, ServerSentEvent
 from tophat.router import Router
 
@@ -76,106 +76,6 @@ def channel_for(schema: str | None) -> str:
     return f"{CHANNEL}_{hashlib.sha256(schema.encode()).hexdigest()[:16]}"
 
 
-# -- the library running us: asyncio (uvloop) or trio ----------------------------------------
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-async def _sleep(seconds: float) -> None:
-    if _on_asyncio():
-        await asyncio.sleep(seconds)
-    else:
-        import trio
-
-        await trio.sleep(seconds)
-
-
-class _Wakeup:
-    """A signal a stream sleeps on; set when events wait in its queue."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = self._new()
-
-    @staticmethod
-    def _new() -> Any:
-        if _on_asyncio():
-            return asyncio.Event()
-        import trio
-
-        return trio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        # A fresh event for the next wait (trio's cannot be cleared); whatever is set from
-        # here on is in the queue the stream drains next, so nothing is lost.
-        self._event = self._new()
-
-
-async def _signal(wait: Callable[[], Awaitable[object]]) -> None:
-    """``wait()``; a request with no such signal (its ``wait`` raises) waits forever."""
-    try:
-        await wait()
-    except RuntimeError:
-        await _sleep(1e9)
-
-
-async def _first(timeout: float, *waits: Callable[[], Awaitable[object]]) -> int | None:
-    """The index of the first of ``waits`` to return, or None after ``timeout`` seconds."""
-    if _on_asyncio():
-        tasks = [asyncio.ensure_future(_signal(w)) for w in waits]
-        try:
-            done, _ = await asyncio.wait(tasks, timeout=timeout, return_when="FIRST_COMPLETED")
-        finally:
-            for task in tasks:
-                task.cancel()
-        return next((i for i, t in enumerate(tasks) if t in done), None)
-    import trio
-
-    first: list[int] = []
-    async with trio.open_nursery() as nursery:
-        nursery.cancel_scope.deadline = trio.current_time() + timeout
-
-        async def run(i: int, wait: Callable[[], Awaitable[object]]) -> None:
-            await _signal(wait)
-            first.append(i)
-            nursery.cancel_scope.cancel()
-
-        for i, wait in enumerate(waits):
-            nursery.start_soon(run, i, wait)
-    return first[0] if first else None
-
-
-@contextlib.asynccontextmanager
-async def _background(run: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
-    """``run()`` as a task beside the body; cancelled when the body ends."""
-    if _on_asyncio():
-        task = asyncio.ensure_future(run())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        return
-    import trio
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run)
-        yield
-        nursery.cancel_scope.cancel()
-
-
 # -- fan-out to this worker's streams --------------------------------------------------------
 
 
@@ -185,7 +85,7 @@ class _Stream:
     def __init__(self, user_id: int) -> None:
         self.user_id = user_id
         self.pending: deque[ServerSentEvent] = deque()
-        self.wakeup = _Wakeup()
+        self.wakeup = Wakeup()
         self.overflowed = False
 
 
@@ -271,7 +171,7 @@ class EventFeed:
                 self._last = int(row[0] or 0)
                 run = self._polls
             self._sql = sql
-            async with _background(run):
+            async with background(run):
                 yield
         finally:
             self._sql = None
@@ -317,7 +217,7 @@ class EventFeed:
                 listener, self._listener = self._listener, None
                 if listener is not None:
                     await listener.close()
-                await _sleep(backoff)
+                await sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
     def _deliver_json(self, payload: str) -> None:
@@ -334,7 +234,7 @@ class EventFeed:
         assert sql is not None
         next_prune = 0.0
         while True:
-            await _sleep(self.poll)
+            await sleep(self.poll)
             try:
                 rows = await sql.rows(
                     "SELECT id, user_id, kind, note_id FROM note_events WHERE id > ? ORDER BY id",
@@ -363,9 +263,7 @@ async def _events(
             yield stream.pending.popleft()
         if req.stopping.is_set() or req.disconnected.is_set():
             return
-        which = await _first(
-            KEEPALIVE, stream.wakeup.wait, req.stopping.wait, req.disconnected.wait
-        )
+        which = await first(KEEPALIVE, stream.wakeup.wait, req.stopping.wait, req.disconnected.wait)
         if which is None:
             # Idle: has the session been revoked meanwhile (a logout on any worker)?
             if session is None or not await ctx.db.session_valid(token_hash(session), username):
