@@ -13,6 +13,7 @@ in test_notes_workers.py.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from servers import Client, running, runtime_of
 
 from examples.notes import Notes, create_app, events
 from examples.notes.events import EventFeed
-from tophat import Request, ResponseWriter, ResponseWritten
+from tophat import Request, ResponseWriter, ResponseWritten, ServerSentEvent
 from tophat import parsers as _parse
 from tophat.testing import AsyncTestClient
 
@@ -46,11 +47,17 @@ _COMBOS = [
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Runtime x database, without trio x PostgreSQL (psycopg's async API is asyncio only).
+    # Runtime x database, without trio x PostgreSQL (psycopg's async API is asyncio only);
+    # a test named for PostgreSQL runs on it alone.
     if "anyio_backend" in metafunc.fixturenames and "notes_backend" in metafunc.fixturenames:
+        only = "postgresql" if "postgresql" in metafunc.function.__name__ else None
         metafunc.parametrize(
             ("anyio_backend", "notes_backend"),
-            [pytest.param(_RUNTIMES[r], db, id=f"{r}-{db}") for r, db in _COMBOS],
+            [
+                pytest.param(_RUNTIMES[r], db, id=f"{r}-{db}")
+                for r, db in _COMBOS
+                if only in (None, db)
+            ],
         )
 
 
@@ -244,3 +251,36 @@ async def test_a_stream_ends_at_its_next_keepalive_once_its_session_is_revoked(
     while (event := await stream.event()) is not None:
         assert event == {"comment": "keep-alive"}  # (one may have been on its way)
     await stream.close()
+
+
+async def test_the_postgresql_listener_comes_back_after_its_connection_is_killed(
+    app: Notes, notes_db: NotesDb, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    caplog.set_level(logging.INFO, logger="examples.notes")
+    feed = await feed_of(app)
+    stream = feed.hub.add(7)
+    try:
+        await feed.publish(7, "created", 1)
+        with anyio.fail_after(5):
+            await stream.wakeup.wait()
+        assert stream.pending.popleft() == ServerSentEvent('{"id": 1}', event="created")
+        # The server ends the listener's session, as a restart or a failover would.
+        async with await psycopg.AsyncConnection.connect(notes_db.url, autocommit=True) as conn:
+            row = await (await conn.execute("SELECT current_schema()")).fetchone()
+            assert row is not None
+            cur = await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                ("LISTEN " + events.channel_for(row[0]),),
+            )
+            assert await cur.fetchall() == [(True,)]
+        with anyio.fail_after(10):
+            while "event listener reconnected" not in caplog.text:
+                await anyio.sleep(0.05)
+        await feed.publish(7, "updated", 1)
+        with anyio.fail_after(5):
+            await stream.wakeup.wait()
+        assert stream.pending.popleft() == ServerSentEvent('{"id": 1}', event="updated")
+    finally:
+        feed.hub.remove(stream)
