@@ -1,11 +1,14 @@
 """notes: a REST API for personal notes on SQLite (default) or PostgreSQL, built on tophat.
 
-Run it (the SQLite file and a cookie key are made under ~/.local/share/tophat-notes)::
+Run it (``pip install 'tophat[forms]'`` for uploads; the SQLite file, a cookie key and the
+uploaded files are made under ~/.local/share/tophat-notes), then open http://127.0.0.1:8000/::
 
-    python -m tophat examples.notes:app --access-log
+    python -m tophat examples.notes:app --port 8000
 
     NOTES_DATABASE_URL=postgresql://notes@localhost/notes NOTES_SECRET_KEY=... \\
-        python -m tophat examples.notes:app --access-log --workers 4
+        python -m tophat examples.notes:app --port 8000 --workers 4   # tophat[notes]
+
+The module's ``opts`` turn the access log on (with request ids); a flag overrides them.
 
 Runtimes: asyncio and uvloop with either database; trio with SQLite only. psycopg's async API
 runs on asyncio alone, so ``--runtime trio`` with PostgreSQL stops at startup with a message
@@ -18,7 +21,12 @@ Configuration (``config.py``): ``NOTES_DATABASE_URL``, ``NOTES_SECRET_KEY``,
 * ``POST /api/signup``, ``POST /api/login``, ``POST /api/logout``, ``GET /api/me``
   (``auth.py``);
 * ``GET|POST /api/notes``, ``GET|PATCH|DELETE /api/notes/:id``, ``GET /api/notes.csv``
-  (``notes.py``).
+  (``notes.py``);
+* ``GET /api/events``: server-sent events, one per change to the user's notes, from whichever
+  worker made it (``events.py``: PostgreSQL LISTEN/NOTIFY; SQLite: a polled table);
+* ``GET|POST /api/notes/:id/files``, ``GET|DELETE /api/notes/:id/files/:name`` (``files.py``;
+  ``NOTES_FILES_DIR``, default ``files/`` beside the SQLite file);
+* ``GET /`` and its assets: a single page (``frontend.py``, ``static/``).
 
 The pieces: ``config.py`` (settings), ``db.py`` (the database Protocol), ``sqlite.py`` and
 ``postgres.py`` (its two implementations and their migrations), ``passwords.py`` (scrypt),
@@ -37,9 +45,13 @@ from collections.abc import AsyncIterator
 
 from examples.notes.app import Notes, create_app
 from examples.notes.config import ConfigError, Settings
-from tophat import Request, ResponseWriter, ResponseWritten
+from tophat import Request, ResponseWriter, ResponseWritten, ServerOpts
 
-__all__ = ["ConfigError", "Notes", "Settings", "app", "create_app", "lifespan"]
+__all__ = ["ConfigError", "Notes", "Settings", "app", "create_app", "lifespan", "opts"]
+
+#: What ``python -m tophat examples.notes:app`` serves with: the access log on (its lines carry
+#: the request id the app's ``request_id()`` gives each request).
+opts = ServerOpts(access_log=True)
 
 
 @functools.cache
