@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from operator import itemgetter
 
 from tophat.parsers.events import Head
 from tophat.server.opts import ServerOpts
@@ -102,6 +103,7 @@ _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 _VALID_HOSTS: set[bytes] = set()
+_value = itemgetter(1)  # a field's value
 
 
 class Fields:
@@ -157,10 +159,11 @@ class Fields:
             content_length is not None and content_length.strip(b"0") != b""
         )
         # One search over every value (HTAB, allowed, joins them) instead of one per field.
+        # (map, not a list comprehension: no frame; -0.15k instructions for 1 field, -0.5k for 8)
         self.ctl = (
             not values_checked
             and bool(headers)
-            and _CTL.search(b"\t".join([value for _, value in headers])) is not None
+            and _CTL.search(b"\t".join(map(_value, headers))) is not None
         )
 
 
@@ -252,7 +255,8 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
         if len(_VALID_HOSTS) < 256 and len(host) <= 255:
             _VALID_HOSTS.add(host)
 
-    if declared_too_large(f.content_length, opts.max_body_size):
+    # (The call only with a length: -0.5k instructions a request without one.)
+    if f.content_length is not None and declared_too_large(f.content_length, opts.max_body_size):
         return 413, "Content Too Large"
     return None
 
