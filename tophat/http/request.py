@@ -185,8 +185,7 @@ class Request:
             self._source = body if body is not None else _NoBody()
         self._consumed = False
         self._form: FormData | None = None
-        # (Made by the first on_end(): few requests have one. -0.2k instructions here, and
-        # close() allocates nothing.)
+        # (Made by the first on_end(): few requests have one; close() then allocates nothing.)
         self._on_end: list[Callable[[], object]] | None = None
 
     @property
@@ -375,9 +374,7 @@ class Request:
     def close(self) -> None:
         """Run the ``on_end`` callbacks, last added first (the exchange calls this)."""
         callbacks, self._on_end = self._on_end, None
-        if callbacks is None:
-            return
-        for callback in reversed(callbacks):
+        for callback in reversed(callbacks or ()):
             try:
                 callback()
             except Exception:
