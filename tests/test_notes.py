@@ -276,6 +276,18 @@ async def test_notes_need_a_login(client: AsyncTestClient) -> None:
         problem(await client.request(method, path, json={"title": "x"}), 401)
 
 
+async def test_a_method_the_api_does_not_have_is_405_with_allow(client: AsyncTestClient) -> None:
+    # The front-end is mounted at "/": it must not take an API path's other methods (a 404).
+    for method, path, allow in [
+        ("PUT", "/api/notes", "GET, HEAD, OPTIONS, POST"),
+        ("POST", "/api/notes/1", "DELETE, GET, HEAD, OPTIONS, PATCH"),
+        ("GET", "/api/logout", "OPTIONS, POST"),
+    ]:
+        resp = await client.request(method, path, headers={"accept": "application/json"})
+        problem(resp, 405)
+        assert resp.headers.get("allow") == allow
+
+
 async def test_create_answers_201_with_location_etag_and_the_note(app: Notes) -> None:
     client = await signed_up(app)
     resp = await client.post("/api/notes", json={"title": "Hello", "body": "wörld"})

@@ -870,3 +870,32 @@ async def test_the_router_is_itself_an_endpoint_for_the_wire() -> None:
     )
     first, second = parse_responses(out, ["GET", "POST"])
     assert (first.headers["x-route"], second.headers["x-route"]) == ("GET /a", "POST /b")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/admin/health", "GET, HEAD, OPTIONS"),  # an outer route's path under a mount
+        ("DELETE", "/", "GET, HEAD, OPTIONS"),
+    ],
+)
+async def test_a_mount_does_not_take_the_path_of_a_route_with_other_methods(
+    method: str, path: str, allow: str
+) -> None:
+    # The path is the route's: a wrong method gets its 405, not the mount (which would turn
+    # PUT /api/notes into the front-end's 404 when a single page is mounted at "/").
+    resp = await call(admin_app(), path, method)
+    assert resp.status == 405
+    assert resp.headers["allow"] == allow
+    assert "x-admin" not in resp.headers
+
+
+async def test_a_mount_at_the_root_leaves_405_to_the_routes_it_sits_under() -> None:
+    router = Router()
+    router.get("/api/notes", tagged("list"))
+    router.post("/api/notes", tagged("create"))
+    router.mount("/", tagged("front-end"))
+    resp = await call(router, "/api/notes", "PUT")
+    assert (resp.status, resp.headers["allow"]) == (405, "GET, HEAD, OPTIONS, POST")
+    assert (await call(router, "/api/other", "PUT")).headers["x-route"] == "front-end"
+    assert (await call(router, "/index.html")).headers["x-route"] == "front-end"

@@ -161,7 +161,8 @@ def pattern_shape(parsed: Parsed) -> str:
 def find_route(
     node: Node, segs: list[str], i: int, caps: list[Any], method: str, allowed: list[str]
 ) -> Route | None:
-    """Depth-first, best rank first: the first matching pattern with a route for ``method``.
+    """Depth-first, best rank first: the first matching pattern with a route for ``method``;
+    a mount only takes a path no more specific pattern matched.
 
     ``caps`` collects the captures of the path being tried (and holds the winner's on return);
     ``allowed`` collects the Allow values of patterns that matched the path but not the method.
@@ -193,10 +194,14 @@ def find_route(
     leaf = node.catchall
     if leaf is not None:
         route = leaf.route_for(method)
-        if route is not None:
+        if route is not None and (route is not leaf.any or not allowed):
             caps.append("/".join(segs[i:]))
             return route
-        allowed.append(leaf.methods_allowed)
+        if route is None:
+            allowed.append(leaf.methods_allowed)
+        # else: a mount (every method) below a route that matched the whole path with other
+        # methods: the path is that route's, so the answer is its 405 with Allow, not the
+        # mount's (a front-end mounted at "/" must not turn PUT /api/notes into a 404).
     return None
 
 
