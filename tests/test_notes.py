@@ -29,8 +29,11 @@ from servers import cli, free_port
 import examples.notes.notes as notes_module
 from examples.notes import ConfigError, Notes, Settings, create_app
 from examples.notes.config import secret_key
+from examples.notes.sqlite import MIGRATIONS
 from tophat import parsers as _parse
 from tophat.testing import AsyncTestClient, TestResponse
+
+APPLIED = [(version,) for version, _ in MIGRATIONS]  # each version once, in order
 
 __all__ = ["notes_backend", "notes_db"]  # (fixtures, imported for pytest)
 
@@ -538,7 +541,7 @@ async def test_migrations_are_idempotent_and_safe_when_workers_start_together(
         assert (await client.get("/api/me")).status == 200
     if notes_db.sqlite_path is not None:
         with sqlite3.connect(notes_db.sqlite_path) as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == APPLIED
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

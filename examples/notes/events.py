@@ -57,16 +57,6 @@ CHANNEL = "notes_events"
 KEEPALIVE = 15.0  # seconds between comments on an idle stream (proxies drop silent ones)
 BACKLOG = 256  # events a stream may fall behind before it is ended
 
-SQLITE_TABLES = [
-    """CREATE TABLE IF NOT EXISTS note_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        user_id INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        note_id INTEGER NOT NULL,
-        at REAL NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS note_events_at ON note_events (at)",
-]
-
 
 def channel_for(schema: str | None) -> str:
     """The NOTIFY channel of the notes tables in ``schema``. Channels are database-wide, so
@@ -166,7 +156,6 @@ class EventFeed:
                 self._listener = await self._listen()
                 run = self._notifications
             else:
-                await sql.create(SQLITE_TABLES)
                 row = (await sql.rows("SELECT max(id) FROM note_events"))[0]
                 self._last = int(row[0] or 0)
                 run = self._polls

@@ -57,27 +57,6 @@ INERT_TYPES = frozenset(
 )
 PRIVATE = "private, no-cache"
 
-TABLES = {
-    "sqlite": [
-        """CREATE TABLE IF NOT EXISTS note_files (
-            note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
-            name TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            content_type TEXT NOT NULL,
-            created_at INTEGER NOT NULL,
-            PRIMARY KEY (note_id, name))""",
-    ],
-    "postgresql": [
-        """CREATE TABLE IF NOT EXISTS note_files (
-            note_id bigint NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
-            name text NOT NULL,
-            size bigint NOT NULL,
-            content_type text NOT NULL,
-            created_at bigint NOT NULL,
-            PRIMARY KEY (note_id, name))""",
-    ],
-}
-
 
 def default_root(settings: Settings, env: dict[str, str] | None = None) -> Path:
     """``NOTES_FILES_DIR``, else ``files/`` beside the (default) SQLite file."""
@@ -102,7 +81,6 @@ class FileStore:
     async def running(self, ctx: Context) -> AsyncIterator[None]:
         sql = await Sql.open(ctx)
         try:
-            await sql.create(TABLES[sql.backend])
             self.sql = sql
             # The directories of notes deleted while no worker ran (or between a deletion and
             # its publication) go now.

@@ -64,6 +64,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX notes_by_user ON notes (user_id, created_at DESC, id DESC)",
         ],
     ),
+    (
+        2,
+        [
+            # The files of a note (files.py); changes go out by NOTIFY (events.py), no table.
+            # ("IF NOT EXISTS": before version 2, files.py made it itself.)
+            """CREATE TABLE IF NOT EXISTS note_files (
+                note_id bigint NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+                name text NOT NULL,
+                size bigint NOT NULL,
+                content_type text NOT NULL,
+                created_at bigint NOT NULL,
+                PRIMARY KEY (note_id, name))""",
+        ],
+    ),
 ]
 
 _NOTE_COLUMNS = "id, user_id, title, body, created_at, updated_at, version"

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Sql"]
 
 Row = tuple[Any, ...]
-#: pg_advisory_xact_lock key for create() (any constant; "notesx" in ASCII).
-_CREATE_LOCK = 0x6E6F74657378
 
 
 class Sql:
@@ -93,21 +91,6 @@ class Sql:
         async with self._pool.connection() as pg:
             cur = await pg.execute(sql.replace("?", "%s"), tuple(args))
             return int(cur.rowcount)
-
-    async def create(self, statements: Sequence[str]) -> None:
-        """Run ``CREATE ... IF NOT EXISTS`` statements (idempotent: every worker runs them).
-
-        On PostgreSQL, in one transaction holding an advisory lock: two workers creating the
-        same table at once would otherwise collide in the catalog (a unique violation)."""
-        if self._sqlite is not None:
-            for statement in statements:
-                await self.execute(statement)  # SQLite's write lock takes them in turn
-            return
-        assert self._pool is not None
-        async with self._pool.connection() as pg, pg.transaction():
-            await pg.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
-            for statement in statements:
-                await pg.execute(statement)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

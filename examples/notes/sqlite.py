@@ -61,6 +61,27 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX notes_by_user ON notes (user_id, created_at DESC, id DESC)",
         ],
     ),
+    (
+        2,
+        [
+            # The files of a note (files.py) and the changes every worker polls (events.py).
+            # ("IF NOT EXISTS": before version 2, those modules made them themselves.)
+            """CREATE TABLE IF NOT EXISTS note_files (
+                note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                content_type TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                PRIMARY KEY (note_id, name))""",
+            """CREATE TABLE IF NOT EXISTS note_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                note_id INTEGER NOT NULL,
+                at REAL NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS note_events_at ON note_events (at)",
+        ],
+    ),
 ]
 
 _NOTE_COLUMNS = "id, user_id, title, body, created_at, updated_at, version"
