@@ -251,3 +251,29 @@ async def test_under_asgi_disconnected_is_the_servers_http_disconnect() -> None:
         assert told == [False]
         peer.disconnect()
     assert told == [False, True]
+
+
+async def test_a_watcher_begun_as_the_endpoint_ends_never_races_the_next_read(
+    serving: Serving,
+) -> None:
+    # trio: the sweep starts a watcher task for an endpoint that has run a whole tick. An
+    # endpoint that ends in the same scheduling batch lets the connection read before that task
+    # runs: the read must stop the watcher, or both wait on one socket and trio's
+    # BusyResourceError took the whole server down (seen once in CI). Endpoints that end right
+    # on the sweep's ticks, many times over, on several connections at once.
+    async def on_the_tick(req: Request, w: ResponseWriter) -> ResponseWritten:
+        await anyio.sleep(0.1)  # two sweep ticks (SWEEP_TICK = 0.05)
+        w.set_text("ok")
+        return await w.send()
+
+    async def keep_asking(port: int) -> None:
+        c = await Client.connect(port)
+        for _ in range(12):
+            await c.send(GET % b"x")
+            with anyio.fail_after(5):
+                assert (await c.response())[0] == 200
+        await c.close()
+
+    async with serving(on_the_tick) as server, anyio.create_task_group() as tasks:
+        for _ in range(6):
+            tasks.start_soon(keep_asking, server.port)

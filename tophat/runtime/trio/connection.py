@@ -27,6 +27,7 @@ connections and the server (the connection sets, the timeouts, the sweep) is the
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import socket
 from typing import Any, Literal
@@ -41,6 +42,8 @@ from tophat.server.opts import KiB
 from tophat.server.stream import Phase, StreamClosed, StreamTimeout, socket_address
 
 __all__ = ["GONE", "READ_SIZE", "Conn", "close_socket"]
+
+log = logging.getLogger("tophat.server")
 
 READ_SIZE = 64 * KiB  # the most one read takes
 GONE = (trio.BrokenResourceError, trio.ClosedResourceError)  # how trio says a stream is broken
@@ -129,16 +132,25 @@ class Conn:
 
     # -- watching for the client leaving while the endpoint runs --------------------------------
 
+    def begin_watch(self) -> None:
+        """The pool's sweep is about to start ``watch`` in a task: from now on a read first
+        stops it (``_stop_watching``), even if the task has not run yet."""
+        self._watch_done = trio.Event()
+        self._watch_scope = trio.CancelScope()
+
     async def watch(self) -> None:
         """Started by the pool's sweep: wait for the client to leave (see the module doc)."""
-        self._watch_done = done = trio.Event()
+        done, scope = self._watch_done, self._watch_scope
+        assert done is not None and scope is not None, "begin_watch() first"
         try:
-            with trio.CancelScope() as self._watch_scope:
+            with scope:  # (already cancelled if a read came first: it ends at once)
                 how = await self._wait_for_departure()
                 if how is not None:
                     self._peer_left(how == "reset")
         except trio.ClosedResourceError:
             pass  # the connection closed meanwhile
+        except Exception as exc:  # a watcher must never take the server down with it
+            log.debug("watching %s for its departure failed: %r", self.client, exc)
         finally:
             self._watch_scope = None
             done.set()

@@ -45,6 +45,7 @@ class Member(Protocol):
 
     @property
     def busy(self) -> bool: ...  # a request is under way (the shutdown line counts them)
+    def begin_watch(self) -> None: ...
     async def watch(self) -> None: ...
     def shutdown_if_idle(self) -> None: ...
     def cut(self) -> None: ...
@@ -120,6 +121,9 @@ class ConnectionPool:
                 self._tick += 1
                 for conn in self._watched:
                     if conn.watch_tick == self._tick - 2:  # a whole tick in the phase, unwatched
+                        # (begun here, before the task runs: a read that comes first must
+                        # know to stop it, or two tasks would wait on one socket)
+                        conn.begin_watch()
                         nursery.start_soon(conn.watch)
         finally:
             self._sweeping = False
