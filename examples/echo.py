@@ -2,6 +2,9 @@
 
 Run: python -m tophat examples.echo:app --port 8000
 Try: curl -T bigfile http://127.0.0.1:8000/ -o copy
+
+A body over the server's ``max_body_size`` (16 MiB by default) gets a 413 instead: serve with
+``--max-body-size none`` (or a size, ``--max-body-size 1G``) to echo bigger files.
 """
 
 from tophat import Request, ResponseWriter, ResponseWritten

@@ -6,7 +6,7 @@ echoes it, and makes it readable from handlers (``current_request_id()``) and lo
 fields (method, path, status, bytes, duration_ms, client, request_id) when the record has them.
 ``/hang`` never answers by itself: ``handler_timeout`` cuts it with a 503.
 
-Run: python -m tophat examples.request_id:app --access-log --handler-timeout 2 \\
+Run: python -m tophat examples.request_id:app --port 8000 --access-log --handler-timeout 2 \\
          --log-config examples/request_id_logging.json
      (or: python examples/request_id.py 8000, which sets up the same itself)
      curl -i -H 'x-request-id: trace-1' 127.0.0.1:8000/   -> x-request-id: trace-1

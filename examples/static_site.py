@@ -1,6 +1,7 @@
 """A static site beside a JSON API: ``static_files`` mounted at the root of a router.
 
-Run it with ``python -m tophat examples.static_site:app`` and open http://127.0.0.1:8000/.
+Run it with ``python -m tophat examples.static_site:app --port 8000`` and open
+http://127.0.0.1:8000/.
 
 The router's own routes (``/api/time``) rank above the mount, so the API and the site share
 one origin. Assets under ``assets/`` are cached for a year (give them fingerprinted names when
