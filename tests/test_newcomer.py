@@ -58,8 +58,12 @@ def test_echo_docstring_says_how_to_echo_a_body_over_the_default_limit() -> None
     assert "--max-body-size none" in _docstring(ROOT / "examples" / "echo.py")
 
 
+def _readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
 def _readme_python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return re.findall(r"```python\n(.*?)```", _readme(), re.S)
 
 
 def test_every_name_the_readme_imports_exists() -> None:
@@ -80,8 +84,14 @@ def test_every_name_the_readme_imports_exists() -> None:
 
 def test_the_readme_says_where_the_glitch_helpers_are() -> None:
     # "use the helpers ok_or(...), call(...), catching(...)": a newcomer needs the import
-    readme = (ROOT / "README.md").read_text()
-    assert "from tophat.glitch import call, catching, ok_or" in readme
+    assert "from tophat.glitch import call, catching, ok_or" in _readme()
     from tophat.glitch import call, catching, ok_or
 
     assert all(callable(f) for f in (call, catching, ok_or))
+
+
+def test_every_app_the_readme_serves_exists() -> None:
+    targets = set(re.findall(r"python -m tophat (examples\.[\w.]+):(\w+)", _readme()))
+    assert ("examples.hello", "app") in targets  # the smallest example, named in "The two commands"
+    for module, attr in targets:
+        assert callable(getattr(importlib.import_module(module), attr)), f"{module}:{attr}"
