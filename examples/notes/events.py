@@ -70,10 +70,11 @@ def channel_for(schema: str | None) -> str:
 
 
 class _Stream:
-    __slots__ = ("overflowed", "pending", "user_id", "wakeup")
+    __slots__ = ("overflowed", "pending", "since", "user_id", "wakeup")
 
-    def __init__(self, user_id: int) -> None:
+    def __init__(self, user_id: int, since: int = 0) -> None:
         self.user_id = user_id
+        self.since = since  # SQLite: the last change made before the stream opened (its id)
         self.pending: deque[ServerSentEvent] = deque()
         self.wakeup = Wakeup()
         self.overflowed = False
@@ -88,8 +89,8 @@ class Hub:
     def __len__(self) -> int:
         return sum(len(s) for s in self._streams.values())
 
-    def add(self, user_id: int) -> _Stream:
-        stream = _Stream(user_id)
+    def add(self, user_id: int, since: int = 0) -> _Stream:
+        stream = _Stream(user_id, since)
         self._streams.setdefault(user_id, set()).add(stream)
         return stream
 
@@ -100,12 +101,14 @@ class Hub:
             if not streams:
                 del self._streams[stream.user_id]
 
-    def deliver(self, user_id: int, kind: str, note_id: int) -> None:
+    def deliver(self, user_id: int, kind: str, note_id: int, event_id: int = 0) -> None:
         streams = self._streams.get(user_id)
         if not streams:
             return
         event = ServerSentEvent(json.dumps({"id": note_id}), event=kind)
         for stream in streams:
+            if event_id and event_id <= stream.since:
+                continue  # made before the stream opened (the page read it already)
             if len(stream.pending) >= BACKLOG:
                 stream.overflowed = True
             else:
@@ -143,6 +146,15 @@ class EventFeed:
                 "INSERT INTO note_events (user_id, kind, note_id, at) VALUES (?, ?, ?, ?)",
                 (user_id, kind, note_id, time.time()),
             )
+
+    async def latest(self) -> int:
+        """SQLite: the id of the last change published (a stream opened now gets only later
+        ones: a poll may still hold changes made just before); PostgreSQL: 0 (no ids)."""
+        sql = self._sql
+        if sql is None or sql.backend == "postgresql":
+            return 0
+        row = (await sql.rows("SELECT max(id) FROM note_events"))[0]
+        return int(row[0] or 0)
 
     async def publish_change(self, change: Change) -> None:
         await self.publish(change.user_id, change.kind, change.note_id)
@@ -230,7 +242,7 @@ class EventFeed:
                     (self._last,),
                 )
                 for event_id, user_id, kind, note_id in rows:
-                    self.hub.deliver(user_id, kind, note_id)
+                    self.hub.deliver(user_id, kind, note_id, event_id)
                     self._last = event_id
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.keep / 4
@@ -268,7 +280,7 @@ async def events(req: Request, w: ResponseWriter) -> ResponseWritten:
     feed = req.data(EventFeed)
     # Subscribed before the head goes out: a client that saw the stream open sees every
     # change made after. Unsubscribed when the request ends, however it ends.
-    stream = feed.hub.add(user.id)
+    stream = feed.hub.add(user.id, since=await feed.latest())
     req.on_end(lambda: feed.hub.remove(stream))
     session = req.data(Context).identity.authorized_session(req)
     w.insert_header("x-accel-buffering", "no")  # nginx: pass each event on at once
