@@ -277,3 +277,33 @@ async def test_a_watcher_begun_as_the_endpoint_ends_never_races_the_next_read(
     async with serving(on_the_tick) as server, anyio.create_task_group() as tasks:
         for _ in range(6):
             tasks.start_soon(keep_asking, server.port)
+
+
+@pytest.mark.parametrize("how", ["connection-close", "http/1.0"])
+async def test_connections_the_server_closed_leave_nothing_behind(
+    serving: Serving, runtime: str, how: str
+) -> None:
+    # asyncio: the transport reports the end after the connection's task ended; it once put
+    # the connection back among the departed, where it stayed (memory, and a shutdown that
+    # waited for requests no one was making).
+    async def hello(req: Request, w: ResponseWriter) -> ResponseWritten:
+        w.set_text("hi")
+        return await w.send()
+
+    request = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        if how == "connection-close"
+        else b"GET / HTTP/1.0\r\n\r\n"
+    )
+    async with serving(hello) as server:
+        for _ in range(20):
+            c = await Client.connect(server.port)
+            await c.send(request)
+            with anyio.fail_after(5):
+                assert (await c.response())[0] == 200
+            await c.close()
+        await anyio.sleep(0.1)  # (the last transports report their end)
+        if runtime == "trio":
+            assert not server._pool.conns
+        else:
+            assert (server.in_flight(), len(server.pool.conns), len(server.pool.gone)) == (0, 0, 0)

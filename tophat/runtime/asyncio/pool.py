@@ -109,6 +109,13 @@ class ConnectionPool:
         """The client closed or reset the connection: if a request is being handled, tell its
         endpoint (``req.disconnected``), free the connection's place at once, and cancel the
         endpoint if it still runs ``disconnect_grace`` seconds later."""
+        if conn not in self.conns:
+            # Released already (its task ended first: a connection the server closed after
+            # its response, whose transport reports the end only then), or gone already. It
+            # was once added back to ``gone`` here, and stayed there for ever: every
+            # "Connection: close" or HTTP/1.0 request leaked a connection and counted as in
+            # flight at shutdown.
+            return
         connection = conn.connection
         if connection is None or connection.gone or not connection.peer_gone(reset):
             return
