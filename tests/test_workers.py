@@ -39,6 +39,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie lasts until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 class Cluster:
     def __init__(self, port: int, workers: int, runtime: str) -> None:
         self.port = port
@@ -182,5 +191,23 @@ def test_workers_with_the_uvloop_runtime_serve_and_stop_on_sigint() -> None:
         assert c.proc.wait(15) == 0
         assert c.proc.stderr is not None
         assert "Traceback" not in c.proc.stderr.read()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_workers_stop_when_their_supervisor_is_killed(runtime: str) -> None:
+    # A supervisor killed outright (SIGKILL, the OOM killer) cannot tell its workers: they
+    # once served on for ever, re-parented, holding the port. Now each notices and drains.
+    c = Cluster(_free_port(), 2, runtime)
+    try:
+        c.proc.kill()
+        c.proc.wait(5)
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in c.worker_pids):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            socket.create_connection((HOST, c.port), timeout=1).close()  # the port is free
     finally:
         c.close()

@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -50,6 +51,7 @@ log = logging.getLogger("tophat.workers")
 
 _RESTART_BACKOFF_MAX = 5.0  # seconds between restarts of a worker that keeps dying at start
 _QUICK_DEATH = 1.0  # a worker that dies sooner than this after starting counts as crashing
+_ORPHAN_CHECK = 0.5  # seconds between a worker's checks that its supervisor still lives
 EXIT_SETUP_FAILED = 3  # a worker's exit status when its lifespan's setup raised (as uvicorn's)
 EXIT_TEARDOWN_FAILED = 4  # ... and when its teardown raised
 
@@ -79,6 +81,23 @@ def _shared_socket(host: str, port: int, uds: str | None) -> socket.socket:
     return sock
 
 
+def _stop_when_orphaned(supervisor: int) -> None:
+    """Shut this worker down gracefully (SIGTERM to itself) once its supervisor is gone.
+
+    A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers, which would
+    serve on, re-parented, holding the port. A daemon thread notices the new parent within
+    half a second; the runtime's own SIGTERM handling then drains and exits.
+    """
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(_ORPHAN_CHECK)
+        log.warning("worker %d: the supervisor %d is gone; stopping", os.getpid(), supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tophat-orphan-check", daemon=True).start()
+
+
 def _worker_main(
     endpoint: Endpoint,
     host: str,
@@ -94,6 +113,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     mark_worker(workers)  # this process's log lines carry its pid
+    _stop_when_orphaned(os.getppid())
     # Bound, not listening: the server listens once the lifespan's setup is done, so the kernel
     # sends this worker no connection before it can serve one.
     sock = shared if shared is not None else _reuseport_socket(host, port)
