@@ -41,6 +41,9 @@ ONE_PARSER_MODULES = {
     "test_client_rfc": "the client against scripted servers: no tophat server parses",
     "test_router_property": "calls the Router directly",
     "test_workers": "the server runs in child processes",
+    "test_newcomer": "reads the docs and examples; parses no request",
+    "test_packaging": "builds and checks the distributions",
+    "test_reload": "the server runs in child processes",
 }
 ONE_PARSER_TESTS = {
     ("test_asgi", "test_gunicorn_with_a_uvicorn_worker_serves_the_app"): "child process",

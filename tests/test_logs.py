@@ -462,7 +462,7 @@ def test_each_worker_line_carries_its_pid(runtime: str, parser: str) -> None:
         if "tophat listening on" in line:
             found = re.search(
                 r"\[worker (\d+)\] tophat listening on http://127\.0\.0\.1:\d+ "
-                rf"\({runtime}, {parser} parser, 1 of 2 workers, pid (\d+)\)$",
+                rf"\({runtime}, {parser} parser, one of 2 workers, pid (\d+)\)$",
                 line,
             )
             assert found is not None and found[1] == found[2], line

@@ -52,7 +52,7 @@ def log_listening(
 ) -> None:
     """The listening line. ``signals``: SIGINT/SIGTERM stop this server (say how to stop)."""
     urls = ", ".join(listen_url(s, tls=tls) for s in sockets)
-    workers = "1 worker" if _workers == 1 else f"1 of {_workers} workers"
+    workers = "1 worker" if _workers == 1 else f"one of {_workers} workers"
     # (In a worker the supervisor says how to stop, once: not N times.)
     hint = "; press Ctrl+C to stop" if signals and _workers == 1 else ""
     log.info(
