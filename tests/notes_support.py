@@ -27,8 +27,18 @@ from urllib.parse import quote
 import pytest
 
 from examples.notes.config import Settings
+from tophat import parsers as _parse
 
-__all__ = ["POSTGRES_URL_ENV", "TEST_KEY", "NotesDb", "notes_backend", "notes_db", "postgres_url"]
+__all__ = [
+    "POSTGRES_URL_ENV",
+    "TEST_KEY",
+    "NotesDb",
+    "notes_backend",
+    "notes_db",
+    "parser",
+    "postgres_url",
+    "runtimes_and_databases",
+]
 
 POSTGRES_URL_ENV = "TOPHAT_TEST_POSTGRES_URL"
 #: A random-looking key of 40+ bytes, the kind Identity accepts.
@@ -112,3 +122,40 @@ def notes_db(notes_backend: str, tmp_path: Path) -> Iterator[NotesDb]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+_RUNTIMES: dict[str, object] = {
+    "asyncio": "asyncio",
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+    "trio": "trio",
+}
+_COMBOS = [
+    ("asyncio", "sqlite"),
+    ("uvloop", "sqlite"),
+    ("trio", "sqlite"),
+    ("asyncio", "postgresql"),
+    ("uvloop", "postgresql"),
+]
+
+
+def runtimes_and_databases(metafunc: pytest.Metafunc) -> None:
+    """A test module's ``pytest_generate_tests``: runtime x database, without trio x
+    PostgreSQL (psycopg's async API is asyncio only); a test named for PostgreSQL runs on it
+    alone."""
+    if "anyio_backend" in metafunc.fixturenames and "notes_backend" in metafunc.fixturenames:
+        only = "postgresql" if "postgresql" in metafunc.function.__name__ else None
+        metafunc.parametrize(
+            ("anyio_backend", "notes_backend"),
+            [
+                pytest.param(_RUNTIMES[r], db, id=f"{r}-{db}")
+                for r, db in _COMBOS
+                if only in (None, db)
+            ],
+        )
+
+
+@pytest.fixture
+def parser() -> str:
+    """Once, with the default parser: the application is under test here, not parsing (a
+    module that imports this fixture overrides conftest's per-parser one)."""
+    return _parse.AUTO

@@ -23,48 +23,20 @@ from typing import Any
 
 import anyio
 import pytest
-from notes_support import TEST_KEY, NotesDb, notes_backend, notes_db
+from notes_support import TEST_KEY, NotesDb, notes_backend, notes_db, parser, runtimes_and_databases
 from servers import cli, free_port
 
 import examples.notes.notes as notes_module
 from examples.notes import ConfigError, Notes, Settings, create_app
 from examples.notes.config import secret_key
 from examples.notes.sqlite import MIGRATIONS
-from tophat import parsers as _parse
 from tophat.testing import AsyncTestClient, TestResponse
 
 APPLIED = [(version,) for version, _ in MIGRATIONS]  # each version once, in order
 
-__all__ = ["notes_backend", "notes_db"]  # (fixtures, imported for pytest)
+__all__ = ["notes_backend", "notes_db", "parser"]  # (fixtures, imported for pytest)
 
-_RUNTIMES: dict[str, object] = {
-    "asyncio": "asyncio",
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "trio": "trio",
-}
-_COMBOS = [
-    ("asyncio", "sqlite"),
-    ("uvloop", "sqlite"),
-    ("trio", "sqlite"),
-    ("asyncio", "postgresql"),
-    ("uvloop", "postgresql"),
-]
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Runtime x database, without trio x PostgreSQL (psycopg cannot run there).
-    if "anyio_backend" in metafunc.fixturenames and "notes_backend" in metafunc.fixturenames:
-        metafunc.parametrize(
-            ("anyio_backend", "notes_backend"),
-            [pytest.param(_RUNTIMES[r], db, id=f"{r}-{db}") for r, db in _COMBOS],
-        )
-
-
-@pytest.fixture
-def parser() -> str:
-    """Once, with the default parser: the parsers' behaviour is tested elsewhere; here it is
-    the application's (this overrides conftest's per-parser fixture)."""
-    return _parse.AUTO
+pytest_generate_tests = runtimes_and_databases
 
 
 @pytest.fixture

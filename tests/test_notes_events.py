@@ -21,50 +21,17 @@ from pathlib import Path
 import anyio
 import h11
 import pytest
-from notes_support import NotesDb, notes_backend, notes_db
+from notes_support import NotesDb, notes_backend, notes_db, parser, runtimes_and_databases
 from servers import Client, running, runtime_of
 
 from examples.notes import Notes, create_app, events
 from examples.notes.events import EventFeed
 from tophat import Request, ResponseWriter, ResponseWritten, ServerSentEvent
-from tophat import parsers as _parse
 from tophat.testing import AsyncTestClient
 
-__all__ = ["notes_backend", "notes_db"]  # (fixtures, imported for pytest)
+__all__ = ["notes_backend", "notes_db", "parser"]  # (fixtures, imported for pytest)
 
-_RUNTIMES: dict[str, object] = {
-    "asyncio": "asyncio",
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "trio": "trio",
-}
-_COMBOS = [
-    ("asyncio", "sqlite"),
-    ("uvloop", "sqlite"),
-    ("trio", "sqlite"),
-    ("asyncio", "postgresql"),
-    ("uvloop", "postgresql"),
-]
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Runtime x database, without trio x PostgreSQL (psycopg's async API is asyncio only);
-    # a test named for PostgreSQL runs on it alone.
-    if "anyio_backend" in metafunc.fixturenames and "notes_backend" in metafunc.fixturenames:
-        only = "postgresql" if "postgresql" in metafunc.function.__name__ else None
-        metafunc.parametrize(
-            ("anyio_backend", "notes_backend"),
-            [
-                pytest.param(_RUNTIMES[r], db, id=f"{r}-{db}")
-                for r, db in _COMBOS
-                if only in (None, db)
-            ],
-        )
-
-
-@pytest.fixture
-def parser() -> str:
-    """Once, with the default parser (the application is under test here, not parsing)."""
-    return _parse.AUTO
+pytest_generate_tests = runtimes_and_databases
 
 
 @pytest.fixture

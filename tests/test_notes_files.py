@@ -15,42 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notes_support import NotesDb, notes_backend, notes_db
+from notes_support import NotesDb, notes_backend, notes_db, parser, runtimes_and_databases
 
 from examples.notes import Notes, create_app
 from examples.notes.files import MAX_FILE_SIZE
-from tophat import parsers as _parse
 from tophat.testing import AsyncTestClient, TestResponse
 
-__all__ = ["notes_backend", "notes_db"]  # (fixtures, imported for pytest)
+__all__ = ["notes_backend", "notes_db", "parser"]  # (fixtures, imported for pytest)
 
-_RUNTIMES: dict[str, object] = {
-    "asyncio": "asyncio",
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "trio": "trio",
-}
-_COMBOS = [
-    ("asyncio", "sqlite"),
-    ("uvloop", "sqlite"),
-    ("trio", "sqlite"),
-    ("asyncio", "postgresql"),
-    ("uvloop", "postgresql"),
-]
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Runtime x database, without trio x PostgreSQL (psycopg's async API is asyncio only).
-    if "anyio_backend" in metafunc.fixturenames and "notes_backend" in metafunc.fixturenames:
-        metafunc.parametrize(
-            ("anyio_backend", "notes_backend"),
-            [pytest.param(_RUNTIMES[r], db, id=f"{r}-{db}") for r, db in _COMBOS],
-        )
-
-
-@pytest.fixture
-def parser() -> str:
-    """Once, with the default parser (the application is under test here, not parsing)."""
-    return _parse.AUTO
+pytest_generate_tests = runtimes_and_databases
 
 
 @pytest.fixture
