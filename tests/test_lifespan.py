@@ -238,8 +238,10 @@ def test_a_worker_whose_setup_fails_stops_the_supervisor(tmp_path: Path) -> None
     assert code == 1, log
     assert len(re.findall(r"worker \d+ started", log)) == 2, log  # none restarted
     assert "could not start (its lifespan setup failed)" in log
-    # Each worker that ran its setup logged its failure once; the supervisor only says so.
-    assert 1 <= log.count("Traceback") == len(list(tmp_path.glob("setup-*"))), log
+    # A worker whose setup failed logged it once; the supervisor only says so. (The other
+    # worker may be stopped by the supervisor while its own setup still runs: a SIGTERM then
+    # ends it before it fails, so it logs nothing. CI once saw 2 setups and 1 traceback.)
+    assert 1 <= log.count("Traceback") <= len(list(tmp_path.glob("setup-*"))), log
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
