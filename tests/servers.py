@@ -24,7 +24,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from ssl import SSLContext
 from typing import Any, Literal
@@ -463,11 +463,17 @@ class CliServer:
 
 
 @contextlib.contextmanager
-def cli(*args: str, app: str = "examples.hello:app") -> Iterator[CliServer]:
-    """``python -m tophat APP ARGS``, once it logged that it listens; killed at the end."""
+def cli(
+    *args: str,
+    app: str = "examples.hello:app",
+    cwd: Path = ROOT,
+    command: Sequence[str] = (sys.executable, "-m", "tophat"),
+) -> Iterator[CliServer]:
+    """``COMMAND APP ARGS`` in ``cwd`` (``python -m tophat`` in the repository by default), once
+    it logged that it listens; killed at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tophat", app, *args],
-        cwd=ROOT,
+        [*command, app, *args],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from servers import HOST, ROOT, CliServer, free_port
+from servers import HOST, ROOT, cli, free_port
 
 from tophat import MissingExtra, __version__, serve
 from tophat.__main__ import main
@@ -56,33 +56,6 @@ def assert_refused(result: subprocess.CompletedProcess[str], *fragments: str) ->
     for fragment in fragments:
         assert fragment in lines[0]
     assert result.returncode == 2, result.stderr
-
-
-@contextlib.contextmanager
-def cli(
-    *args: str,
-    app: str = "examples.hello:app",
-    cwd: Path = ROOT,
-    command: Sequence[str] = (sys.executable, "-m", "tophat"),
-) -> Iterator[CliServer]:
-    """``COMMAND APP ARGS`` in ``cwd``, once it logged that it listens; killed at the end."""
-    proc = subprocess.Popen(
-        [*command, app, *args],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    try:
-        server = CliServer(proc)
-        server.wait_for(b"listening on")
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
 
 
 # -- the target --------------------------------------------------------------------------------
