@@ -518,3 +518,43 @@ async def never_answer(req: tophat.Request, w: tophat.ResponseWriter) -> Any:
 
 
 Serving = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+
+
+async def asgi_messages(
+    app: Any,
+    method: str,
+    path: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    query: bytes = b"",
+    host: bytes = b"testserver",
+) -> list[Any]:
+    """Call an ASGI ``app`` with one bodiless HTTP request; return the messages it sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", host), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 9999),
+    }
+    sent: list[Any] = []
+    inbox = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Any:
+        if inbox:
+            return inbox.pop()
+        await anyio.sleep_forever()
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    return sent

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 import servers
-from servers import Runtime
+from servers import Runtime, asgi_messages
 from test_tls_uds import Cert, cert, sock_path, tls_connected  # noqa: F401 (fixtures)
 
 from tophat import Request, ResponseWriter, ResponseWritten
@@ -587,33 +587,7 @@ async def test_curl_resumes_a_download(
 async def asgi_get(
     app: Any, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *(headers or [])],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 9999),
-    }
-    sent: list[Any] = []
-    inbox = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> Any:
-        if inbox:
-            return inbox.pop()
-        await anyio.sleep_forever()
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    with anyio.fail_after(5):
-        await app(scope, receive, send)
+    sent = await asgi_messages(app, method, "/", headers or [])
     start, *bodies = sent
     assert bodies[-1]["more_body"] is False
     return start["status"], dict(start["headers"]), b"".join(m["body"] for m in bodies)

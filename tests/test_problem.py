@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import pytest
+from servers import asgi_messages
 
 from tophat import Endpoint, Glitch, Request, ResponseWriter, ResponseWritten, ServerOpts
 from tophat.asgi import to_asgi
@@ -370,34 +370,7 @@ def test_unprocessable_and_bad_request_take_errors() -> None:
 
 
 async def asgi_call(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Any:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 9999),
-    }
-    sent: list[Any] = []
-    inbox = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> Any:
-        if inbox:
-            return inbox.pop()
-        await anyio.sleep_forever()
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    with anyio.fail_after(5):
-        await app(scope, receive, send)
-    return sent
+    return await asgi_messages(app, method, path, headers)
 
 
 @pytest.mark.parametrize(

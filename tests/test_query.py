@@ -13,8 +13,8 @@ import json
 import uuid
 from typing import Any, Literal
 
-import anyio
 import pytest
+from servers import asgi_messages
 
 from tophat import Glitch, Headers, Request, ResponseWriter, ResponseWritten
 from tophat.asgi import to_asgi
@@ -284,33 +284,14 @@ def test_the_getters_raise_a_glitch_with_errors() -> None:
 
 
 async def test_the_asgi_adapter_answers_a_bad_value_the_same() -> None:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/notes",
-        "raw_path": b"/notes",
-        "query_string": b"limit=0",
-        "root_path": "",
-        "headers": [(b"host", b"x"), (b"accept", b"application/json")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 9999),
-    }
-    sent: list[Any] = []
-    inbox = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> Any:
-        if inbox:
-            return inbox.pop()
-        await anyio.sleep_forever()
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    with anyio.fail_after(5):
-        await to_asgi(router())(scope, receive, send)
+    sent = await asgi_messages(
+        to_asgi(router()),
+        "GET",
+        "/notes",
+        [(b"accept", b"application/json")],
+        query=b"limit=0",
+        host=b"x",
+    )
     start, body = sent
     assert start["status"] == 400
     assert (b"content-type", b"application/problem+json") in start["headers"]
