@@ -146,7 +146,6 @@ class Request:
         method: str,
         target: str,
         headers: Headers,
-        *,
         version: str = "1.1",
         client: tuple[str, int] | None = None,
         server: tuple[str, int] | None = None,

@@ -99,8 +99,12 @@ def _valid_host(host: bytes) -> bool:
 
 # RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
 # control characters are invalid too and no legitimate client sends them, so we refuse them.
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])  # what a value may hold
 
+
+# "#" as an int: bytes.__contains__ tries its operand as an int first, and a bytes operand
+# costs it a formatted TypeError (~0.2 µs a request).
+_HASH = ord("#")
 
 _VALID_HOSTS: set[bytes] = set()
 _value = itemgetter(1)  # a field's value
@@ -144,9 +148,9 @@ class Fields:
             elif name == b"transfer-encoding":
                 transfer_encoding.append(value)
             elif name == b"connection":
-                close = close or b"close" in value.lower()
+                close = close or value.lower().find(b"close") >= 0
             else:  # expect
-                expect_continue = expect_continue or b"100-continue" in value.lower()
+                expect_continue = expect_continue or value.lower().find(b"100-continue") >= 0
         self.duplicate = duplicate
         self.hosts = hosts
         self.transfer_encoding = transfer_encoding
@@ -158,12 +162,13 @@ class Fields:
         self.has_content = bool(transfer_encoding) or (
             content_length is not None and content_length.strip(b"0") != b""
         )
-        # One search over every value (HTAB, allowed, joins them) instead of one per field.
-        # (map, not a list comprehension: no frame; -0.15k instructions for 1 field, -0.5k for 8)
+        # One pass over every value (HTAB, allowed, joins them) instead of one per field: what
+        # is left once every allowed byte is deleted. (map, not a list comprehension: no frame;
+        # translate, not a regex search: -0.15 µs for 1 field, -0.3 µs for 8.)
         self.ctl = (
             not values_checked
             and bool(headers)
-            and _CTL.search(b"\t".join(map(_value, headers))) is not None
+            and bool(b"\t".join(map(_value, headers)).translate(None, _VALUE_BYTES))
         )
 
 
@@ -203,14 +208,14 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
 
     if target[:1] == b"/":
         # RFC 9112 §3.2: origin-form = absolute-path [ "?" query ]; a fragment is never sent.
-        if b"#" in target:
+        if _HASH in target:
             return 400, "Fragment in request-target"
     elif target == b"*":
         # RFC 9112 §3.2.4: asterisk-form is only used for a server-wide OPTIONS request.
         if ev.method != b"OPTIONS":
             return 400, "Asterisk-form is only for OPTIONS"
     else:
-        m = None if b"#" in target else _ABSOLUTE.match(target)
+        m = None if _HASH in target else _ABSOLUTE.match(target)
         if m is None or not m.group(1) or not _valid_host(m.group(1)):
             return 400, "Invalid request-target"
 

@@ -160,14 +160,11 @@ class Conn(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         # Copied at once: the buffer is the next read's too (the loop runs one callback at a
         # time, so no other connection reads into it before this returns).
-        self.data_received(bytes(self._pool.read_buffer[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # closing: input is read only to be discarded (see _linger_close)
-        self._buffer.append(data)
-        self._buffered += len(data)
-        if self._buffered > _HIGH_WATER and not self._reading_paused and self._transport:
+        self._buffer.append(self._pool.read_buffer[:nbytes].tobytes())
+        buffered = self._buffered = self._buffered + nbytes
+        if buffered > _HIGH_WATER and not self._reading_paused and self._transport:
             self._reading_paused = True
             self._transport.pause_reading()
         waiter = self._waiter  # (_wake inlined: once per read)
