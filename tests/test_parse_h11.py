@@ -198,6 +198,11 @@ REFUSED = {
     "bare-lf-in-head": b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",
     "bare-lf-ending-head": b"GET / HTTP/1.1\r\nHost: a\r\n\n",
     "obs-fold-in-head": b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n",
+    # A bare LF and an extra line (a fold, or a Content-Length h11 merges) leave as many CRLFs
+    # as a clean head's lines: the count that spares the usual head a search must not pass them.
+    "bare-lf-and-fold": b"GET / HTTP/1.1\nHost: a\r\nX: 1\r\n folded\r\n\r\n",
+    "bare-lf-and-merged-length": b"GET / HTTP/1.1\nHost: a\r\nContent-Length: 0\r\n"
+    b"Content-Length: 0\r\n\r\n",
     "two-empty-lines": b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
     "bare-lf-empty-line": b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
     "size-ows": POST + b"3 \r\nabc\r\n0\r\n\r\n",

@@ -207,8 +207,10 @@ class H11Parser:
                 raw = self._raw = raw[2:]
                 if not raw:
                     return None
-        conn = self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max)
-        conn.receive_data(bytes(raw))  # (no copy of bytes)
+        # (max_incomplete_event_size positionally: a class called with a keyword gets it in a
+        # dict, ~0.1 µs.)
+        conn = self._conn = h11.Connection(h11.SERVER, self._max)
+        conn.receive_data(raw if type(raw) is bytes else bytes(raw))
         if self._eof:
             conn.receive_data(b"")
         return conn

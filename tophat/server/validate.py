@@ -120,46 +120,54 @@ class Fields:
         "duplicate",
         "expect_continue",
         "has_content",
-        "hosts",
+        "host",
         "transfer_encoding",
     )
 
     def __init__(self, headers: list[tuple[bytes, bytes]], values_checked: bool = False) -> None:
         """``values_checked``: the parser already refused control characters in values
         (llhttp does; h11 does not)."""
-        # (Locals in the loop, attributes set once: this runs for every request.)
+        # (Locals in the loop, attributes set once, no list or set made before it is needed:
+        # this runs for every request.)
         duplicate: bytes | None = None
-        hosts: list[bytes] = []
-        transfer_encoding: list[bytes] = []
+        host: bytes | None = None
+        transfer_encoding: list[bytes] | None = None
         content_length: bytes | None = None
         close = expect_continue = False
-        seen: set[bytes] = set()
+        seen: set[bytes] | None = None  # the singletons so far
         for name, value in headers:
             if name not in _WATCHED:
                 continue
             if name in _SINGLETONS:
-                if name in seen and duplicate is None:
+                if seen is None:
+                    seen = {name}
+                elif name not in seen:
+                    seen.add(name)
+                elif duplicate is None:
                     duplicate = name
-                seen.add(name)
                 if name == b"host":
-                    hosts.append(value)
+                    if host is None:  # (a second Host is a duplicate: refused)
+                        host = value
                 elif name == b"content-length":
                     content_length = value
             elif name == b"transfer-encoding":
-                transfer_encoding.append(value)
+                if transfer_encoding is None:
+                    transfer_encoding = [value]
+                else:
+                    transfer_encoding.append(value)
             elif name == b"connection":
                 close = close or value.lower().find(b"close") >= 0
             else:  # expect
                 expect_continue = expect_continue or value.lower().find(b"100-continue") >= 0
         self.duplicate = duplicate
-        self.hosts = hosts
-        self.transfer_encoding = transfer_encoding
+        self.host = host  # the (first) Host value
+        self.transfer_encoding = transfer_encoding  # None without one
         self.content_length = content_length
         self.close = close  # a Connection field with the "close" option
         self.expect_continue = expect_continue  # "Expect: 100-continue"
         # Whether the request announces content (RFC 9112 §6.3: by Transfer-Encoding or a
         # non-zero Content-Length).
-        self.has_content = bool(transfer_encoding) or (
+        self.has_content = transfer_encoding is not None or (
             content_length is not None and content_length.strip(b"0") != b""
         )
         # One pass over every value (HTAB, allowed, joins them) instead of one per field: what
@@ -224,7 +232,7 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
     if f.ctl:
         return 400, "Control character in a header value"
 
-    if f.transfer_encoding:
+    if f.transfer_encoding is not None:
         if f.content_length is not None:
             # RFC 9112 §6.1: a server MAY reject a request that contains both Content-Length
             # and Transfer-Encoding or process it per Transfer-Encoding; either way it MUST
@@ -249,11 +257,11 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
 
     # RFC 9112 §3.2: a server MUST respond with 400 to an HTTP/1.1 request without Host, and to
     # a request with an invalid Host value (h11 checks the first; httptools neither).
-    if not f.hosts:
+    host = f.host
+    if host is None:
         if version == b"1.1":
             return 400, "Missing Host header"
-    elif f.hosts[0] not in _VALID_HOSTS:
-        host = f.hosts[0]
+    elif host not in _VALID_HOSTS:
         if not _valid_host(host):
             return 400, "Invalid Host header"
         # A server sees a few Host values again and again: remember them (saves the regex).
