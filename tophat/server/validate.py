@@ -99,7 +99,9 @@ def _valid_host(host: bytes) -> bool:
 
 # RFC 9110 §5.5: CR, LF and NUL in a field value are dangerous (h11 refuses those); the other
 # control characters are invalid too and no legitimate client sends them, so we refuse them.
-_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])  # what a value may hold
+# A value's bytes translated with this table are 0 where a control character was (HTAB is not
+# one), 1 elsewhere.
+_CTL_ZERO = bytes(int(b == 0x09 or (0x20 <= b != 0x7F)) for b in range(256))
 
 
 # "#" as an int: bytes.__contains__ tries its operand as an int first, and a bytes operand
@@ -170,13 +172,13 @@ class Fields:
         self.has_content = transfer_encoding is not None or (
             content_length is not None and content_length.strip(b"0") != b""
         )
-        # One pass over every value (HTAB, allowed, joins them) instead of one per field: what
-        # is left once every allowed byte is deleted. (map, not a list comprehension: no frame;
-        # translate, not a regex search: -0.15 µs for 1 field, -0.3 µs for 8.)
+        # One pass over every value (HTAB, allowed, joins them) instead of one per field.
+        # (map, not a list comprehension: no frame; translate to 0/1 and a search for 0, not a
+        # regex search: -0.06 µs for 1 field, -0.45 µs for 8.)
         self.ctl = (
             not values_checked
             and bool(headers)
-            and bool(b"\t".join(map(_value, headers)).translate(None, _VALUE_BYTES))
+            and 0 in b"\t".join(map(_value, headers)).translate(_CTL_ZERO)
         )
 
 
