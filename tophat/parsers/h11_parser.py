@@ -239,16 +239,16 @@ class H11Parser:
             raise RuntimeError(f"h11 gave {event!r} for a request head")
         # raw_items() and lower(): twice as fast as iterating the Headers sequence.
         fields = [(name.lower(), value) for name, value in event.headers.raw_items()]
-        # Usually the bytes fed are the head and nothing more, its lines all CRLF-ended and
-        # unfolded: then they hold exactly a request line, a line a field and the empty line
-        # (a folded field, or two Content-Length lines h11 merged, take more lines; a bare LF
-        # makes the counts differ), and h11 holds nothing after it. Counting says so without
-        # asking h11 (trailing_data copies its buffer) or searching the lines again: -0.6 µs
-        # a request (py-spy, bench/perf.py's hello).
+        # Usually the head's lines are all CRLF-ended and unfolded: then up to the first empty
+        # line (the head's end for h11 too, as no LF is bare) they are exactly a request line, a
+        # line a field and the empty line (a folded field, or two Content-Length lines h11
+        # merged, take more lines; a bare LF makes the counts differ). Counting says so without
+        # asking h11 where the head ended (trailing_data copies its buffer, the body included)
+        # or searching the lines again: -0.6 µs a request (py-spy, bench/perf.py's hello).
         lines = len(fields) + 2
-        if raw[-4:] == b"\r\n\r\n" and raw.count(b"\r\n") == lines == raw.count(b"\n"):
-            rest: bytes | bytearray = b""
-            size = len(raw)
+        size = raw.find(b"\r\n\r\n") + 4
+        if raw.count(b"\r\n", 0, size) == lines == raw.count(b"\n", 0, size):
+            rest: bytes | bytearray = raw[size:] if size < len(raw) else b""
         else:
             rest = conn.trailing_data[0]
             size = len(raw) - len(rest)
