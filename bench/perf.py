@@ -4,6 +4,7 @@
     python3 bench/perf.py              # full: 3 interleaved rounds x 5 s, ~8 min; writes
                                        # bench/RESULTS.md
     python3 bench/perf.py --setup      # (re)build bench/.venv-perf only
+    python3 bench/perf.py --short --baseline HEAD~3   # + the same tophat servers from HEAD~3
 
 Runs with any Python >= 3.10 (standard library only). On first use (or with --setup) it makes
 its own virtualenv, bench/.venv-perf, with ``pip install -e REPO[fast,trio]`` and the peers
@@ -21,6 +22,17 @@ growth per connection is reported.
 The goals (from the issue) are printed met/missed with their ratios; the exit status never
 depends on speed: 0 when every measurement ran, 1 when a server failed (crash, wrong answer),
 2 when wrk is missing or --only names a server that is not there.
+
+Before/after in one run: ``--baseline REV`` (any git revision) also runs every tophat server
+(keys ``tophat@base``, ``tophat-fast@base``, ...; labels end in ``@ <short hash>``) from a
+``git worktree add --detach`` of REV in a temporary directory: the same command with that
+worktree as the cwd and first on PYTHONPATH, so ``python -m tophat`` and ``bench.perf_apps``
+come from REV (checked once: where its tophat imports from). Each baseline cell is measured
+right after its twin in the same rotation; the report adds "Before/after (same run)": per
+twinned cell the after/before ratios, and per goal its ratio for both. The worktree is removed
+at the end (also on errors and Ctrl-C). A REV that is not a commit: one ``error:`` line and
+exit status 2 before anything runs. Where REV's CLI lacks a flag a server needs (probed from its
+``--help``, as for the working tree), that twin is left out and the report says so.
 """
 
 from __future__ import annotations
@@ -45,7 +57,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from _proc import exchange_once, stop_process
@@ -138,6 +151,12 @@ class Server:
     failure: str = ""  # why it is n/a / failed
     rss: dict[str, int] = field(default_factory=dict)
     exit_code: int | None = None
+    cwd: str = ROOT  # also first on PYTHONPATH: a --baseline server runs from its worktree
+
+
+def server_env(cwd: str) -> dict[str, str]:
+    """The environment of a server run from ``cwd`` (the checkout or a baseline's worktree)."""
+    return {**os.environ, "PYTHONPATH": cwd, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def free_port() -> int:
@@ -173,7 +192,6 @@ def request(
 
 def start_servers(servers: list[Server], pin: list[str], logdir: str) -> None:
     """Start every server (in parallel) and wait until each answers its probe."""
-    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1"}
     for s in servers:
         s.port = free_port()
         argv = [a.replace("{port}", str(s.port)) for a in s.argv]
@@ -181,8 +199,8 @@ def start_servers(servers: list[Server], pin: list[str], logdir: str) -> None:
         with open(s.log_path, "wb") as log:
             s.proc = subprocess.Popen(
                 pin + argv,
-                cwd=ROOT,
-                env=env,
+                cwd=s.cwd,
+                env=server_env(s.cwd),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -489,9 +507,14 @@ def _kept_sections(path: str) -> str:
     return "".join(m.group(0) for m in sections)
 
 
-def tophat_help(py: str) -> str:
+def tophat_help(py: str, cwd: str = ROOT) -> str:
     out = subprocess.run(
-        [py, "-m", "tophat", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [py, "-m", "tophat", "--help"],
+        cwd=cwd,
+        env=server_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return out.stdout + out.stderr
 
@@ -669,6 +692,121 @@ def make_goals(fast: str, fast_na: str, trio_na: str) -> list[Goal]:
     ]  # fmt: skip
 
 
+# == --baseline REV: the same tophat servers from another revision ==============================
+
+BASE = "@base"  # the key suffix of a baseline server: tophat@base is the twin of tophat
+
+
+@dataclass
+class Baseline:
+    rev: str  # as given on the command line
+    commit: str
+    short: str
+    subject: str
+    path: str = ""  # its worktree while the run lasts
+    tophat_file: str = ""  # where its servers import tophat from (probed)
+
+    def describe(self) -> str:
+        return f"`{self.rev}` = {self.short} ({self.subject[:70]})"
+
+
+def _git(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def resolve_baseline(rev: str) -> Baseline | None:
+    """REV as a commit of this repository; None (after one ``error:`` line) when it is not."""
+    why = "not a commit in this repository"
+    try:
+        got = _git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+        commit = got.stdout.strip() if got.returncode == 0 else ""
+        if commit:
+            info = _git("show", "-s", "--format=%h%n%s", commit).stdout.split("\n", 1)
+            return Baseline(rev, commit, info[0].strip(), info[-1].strip())
+    except (OSError, subprocess.SubprocessError) as exc:
+        why = f"git failed: {exc}"
+    print(f"error: --baseline {rev!r}: {why}", file=sys.stderr)
+    return None
+
+
+@contextlib.contextmanager
+def baseline_worktree(base: Baseline) -> Iterator[None]:
+    """A detached worktree of the baseline commit in a temporary directory, removed (and
+    pruned from git's list) at the end, also on an error, Ctrl-C or SIGTERM."""
+    tmp = tempfile.mkdtemp(prefix="tophat-perf-base-")
+    path = os.path.join(tmp, f"tophat-{base.short}")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks below
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        added = _git("worktree", "add", "--detach", "--quiet", path, base.commit)
+        if added.returncode != 0:
+            first = (added.stderr.strip().splitlines() or ["?"])[0]
+            print(f"error: --baseline: git worktree add failed: {first}", file=sys.stderr)
+            raise SystemExit(2)
+        base.path = path
+        yield
+    finally:
+        if os.path.isdir(path):
+            _git("worktree", "remove", "--force", path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git("worktree", "prune")
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def probe_baseline(py: str, base: Baseline) -> str:
+    """Where a process started as the baseline servers are imports tophat from; '' when that
+    is the baseline's worktree, else why not (the editable install of the checkout won)."""
+    out = subprocess.run(
+        [py, "-c", "import tophat; print(tophat.__file__)"],
+        cwd=base.path,
+        env=server_env(base.path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    base.tophat_file = out.stdout.strip()
+    inside = os.path.realpath(base.tophat_file).startswith(os.path.realpath(base.path) + os.sep)
+    if out.returncode != 0 or not inside:
+        return f"its servers would import tophat from {base.tophat_file or out.stderr.strip()!r}"
+    return ""
+
+
+def baseline_servers(
+    py: str, base: Baseline, help_text: str, current: dict[str, Server]
+) -> tuple[dict[str, Server], dict[str, str], list[str]]:
+    """The tophat servers again, from the baseline's worktree (``key@base``), given the
+    baseline's ``--help``. Returns them, the twin of each working-tree key, and notes on the
+    servers the baseline cannot run (a CLI flag it lacks, as ``make_servers`` probes it)."""
+    made = make_servers(py, help_text)
+    out: dict[str, Server] = {}
+    notes: list[str] = []
+    for key, s in made.items():
+        if not key.startswith("tophat"):
+            continue
+        args = s.argv[s.argv.index("tophat") + 1 :]
+        words = [a for a in args if a.startswith("--")] + [args[args.index("--runtime") + 1]]
+        if missing := [w for w in words if w not in help_text]:
+            notes.append(
+                f"`{key}{BASE}` left out: no {', '.join(missing)} in the baseline's "
+                "`python -m tophat --help`"
+            )
+            continue
+        label = f"{s.label} @ {base.short}"
+        out[key + BASE] = replace(s, key=key + BASE, label=label, argv=list(s.argv), cwd=base.path)
+    twins = {key[: -len(BASE)]: key for key in out}
+    if "tophat-fast" in current and "tophat-fast" not in made and "tophat-uvloop@base" in out:
+        twins["tophat-fast"] = "tophat-uvloop@base"
+        notes.append("the baseline's CLI has no --parser: its tophat uvloop (h11) is the before "
+                     "of tophat fast")  # fmt: skip
+    for key in current:
+        if key.startswith("tophat") and key not in twins and key not in made:
+            notes.append(f"`{key}` has no baseline twin (the baseline's CLI cannot run it)")
+    return out, twins, notes
+
+
 # == the run =====================================================================================
 
 
@@ -732,11 +870,21 @@ def machine() -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     t_begin = time.monotonic()
     command = shlex.join(["python3", os.path.relpath(os.path.abspath(sys.argv[0])), *sys.argv[1:]])
+    base = None
+    if args.baseline is not None and (base := resolve_baseline(args.baseline)) is None:
+        return 2
     setup_venv(force=args.setup)
     if args.setup:
         print(f"{os.path.relpath(VENV, ROOT)} is ready")
         return 0
     check_wrk(args.install_wrk)
+    if base is None:
+        return measure(args, t_begin, command, None)
+    with baseline_worktree(base):
+        return measure(args, t_begin, command, base)
+
+
+def measure(args: argparse.Namespace, t_begin: float, command: str, base: Baseline | None) -> int:
     py = venv_python()
     short = args.short
     rounds = args.rounds or (1 if short else 3)
@@ -753,10 +901,21 @@ def run(args: argparse.Namespace) -> int:
 
     help_text = tophat_help(py)
     servers = make_servers(py, help_text)
+    twins: dict[str, str] = {}  # working-tree server key -> its baseline twin's key
+    base_notes: list[str] = []
+    if base is not None:
+        if why := probe_baseline(py, base):
+            print(f"error: --baseline: {why}, not from its worktree {base.path}", file=sys.stderr)
+            return 2
+        print(f"baseline {base.describe()}: tophat from {base.tophat_file}", flush=True)
+        more, twins, base_notes = baseline_servers(py, base, tophat_help(py, base.path), servers)
+        servers.update(more)
     only = list(dict.fromkeys(k for k in (args.only or "").split(",") if k))
     if unknown := [k for k in only if k not in servers]:
+        hint = " (the @base keys need --baseline REV)" if base is None else ""
         print(
-            f"--only: no server {', '.join(unknown)} here; the servers: {', '.join(servers)}",
+            f"--only: no server {', '.join(unknown)} here; the servers: {', '.join(servers)}"
+            + hint,
             file=sys.stderr,
         )
         return 2
@@ -779,16 +938,19 @@ def run(args: argparse.Namespace) -> int:
     for test_key, keys in plan:
         for key in keys:
             key = fast if key == "FAST" else key
-            if only and key not in only:
-                continue
-            if key in servers and not any(c.name == f"{key}/{test_key}" for c in cells):
-                cells.append(Cell(tests[test_key], servers[key]))
+            # a baseline twin right after its cell: the rotation keeps them side by side
+            for one in (key, twins.get(key, "")):
+                if only and one not in only:
+                    continue
+                if one in servers and not any(c.name == f"{one}/{test_key}" for c in cells):
+                    cells.append(Cell(tests[test_key], servers[one]))
     if only and not cells:
         mode = "short" if short else "full"
         print(f"--only {','.join(only)}: no cell of a {mode} run uses them", file=sys.stderr)
         return 2
     used = list(dict.fromkeys(c.server.key for c in cells))
     mem_keys = [k for k in (SHORT_MEMORY if short else FULL_MEMORY) if k in servers]
+    mem_keys = [x for k in mem_keys for x in (k, twins.get(k, "")) if x in servers]
     if only:
         mem_keys = [k for k in mem_keys if k in only]
     if args.no_memory:
@@ -824,6 +986,11 @@ def run(args: argparse.Namespace) -> int:
     harness_errors: list[str] = []
     info = machine()
     info["tophat source"] = git_state()
+    if base is not None:
+        info["baseline (before)"] = (
+            f"{base.describe()}, its servers run from a git worktree of it (tophat imported "
+            f"from `{os.path.relpath(base.tophat_file, base.path)}` there)"
+        )
     info["load average at start"] = loadavg()
     vers = versions(py)
     order_log: list[str] = []
@@ -870,7 +1037,9 @@ def run(args: argparse.Namespace) -> int:
             stop_server(servers[key])
         for key in mem_keys:
             fresh = servers[key]
-            fresh = Server(f"{key}-mem", fresh.label, fresh.argv, optional=fresh.optional)
+            fresh = Server(
+                f"{key}-mem", fresh.label, fresh.argv, optional=fresh.optional, cwd=fresh.cwd
+            )
             mem_results.append(memory_test(fresh, mem_conns, pin_server, logdir))
     except Budget as exc:
         harness_errors.append(str(exc))
@@ -904,6 +1073,9 @@ def run(args: argparse.Namespace) -> int:
         anomalies=anomalies,
         harness_errors=harness_errors,
         order_log=order_log,
+        twins=twins,
+        base=base,
+        base_notes=base_notes,
         elapsed=time.monotonic() - t_begin,
     )
     print()
@@ -1124,6 +1296,8 @@ def render(**kw: Any) -> str:
             f"| {g.num} | {g.text} | {rps:.2f} | {cpu:.2f} | "
             f"{' '.join(f'{x:.2f}' for x in per_round)} | {status} |"
         )
+    if kw.get("base") is not None:
+        render_before_after(add, by, goals, kw["base"], kw["twins"], kw["base_notes"])
     if mem:
         add("")
         add("## Memory: idle keep-alive connections (goal 6: ≤ 4 KiB each for tophat)")
@@ -1172,6 +1346,66 @@ def render(**kw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_before_after(
+    add: Any,
+    by: dict[tuple[str, str], Cell],
+    goals: list[Goal],
+    base: Baseline,
+    twins: dict[str, str],
+    notes: list[str],
+) -> None:
+    """The --baseline section: per twinned cell after/before, then each goal both ways."""
+    add("")
+    add("## Before/after (same run)")
+    add("")
+    add(
+        f"after: the working tree's tophat; before: {base.describe()}, the same servers run "
+        "from a git worktree of it, each cell measured right after its twin in the same "
+        "rotation. Ratios are after/before of the medians: req/s, then req/CPU-s; per round: "
+        "req/s ratios within each round."
+    )
+    add("")
+    add(
+        "| server | test | after req/s | before req/s | after/before req/s | "
+        "after/before req/CPU-s | per round |"
+    )
+    add("|---|---|--:|--:|--:|--:|---|")
+    for (key, test), after in by.items():
+        if key not in twins or (twins[key], test) not in by:
+            continue
+        before = by[(twins[key], test)]
+        r = _ratio(by, (key, test), (twins[key], test))
+        if r is None:
+            why = next(x.failure or x.server.failure for x in (after, before) if not x.ok)
+            add(f"| {after.server.label} | {after.test.label} | | | n/a | | {why[:160]} |")
+            continue
+        rps, cpu, per_round = r
+        add(
+            f"| {after.server.label} | {after.test.label} | {_k(statistics.median(after.rps))} | "
+            f"{_k(statistics.median(before.rps))} | **{rps:.2f}{TIMES}** | {cpu:.2f}{TIMES} | "
+            f"{' '.join(f'{x:.2f}' for x in per_round)} |"
+        )
+    add("")
+    add("The goals both ways: before, the baseline's cell(s) in place of the working tree's.")
+    add("")
+    add("| # | goal | after (req/s; req/CPU-s) | before (req/s; req/CPU-s) | target |")
+    add("|---|---|--:|--:|--:|")
+    for g in goals:
+        if g.a[0] not in twins:
+            continue
+        before_of = ((twins.get(g.a[0], g.a[0]), g.a[1]), (twins.get(g.b[0], g.b[0]), g.b[1]))
+        sides = [_ratio(by, g.a, g.b), _ratio(by, *before_of)]
+        if sides == [None, None]:
+            continue
+        shown = [f"{r[0]:.2f}; {r[1]:.2f}" if r else "n/a" for r in sides]
+        target = "reference" if g.target is None else f"≥ {g.target:g}"
+        add(f"| {g.num} | {g.text} | {shown[0]} | {shown[1]} | {target} |")
+    if notes:
+        add("")
+    for n in notes:
+        add(f"* {n}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--short", action="store_true", help="1 round x 2 s, a subset: < 60 s")
@@ -1187,6 +1421,12 @@ def main() -> int:
         metavar="KEY[,KEY]",
         help="measure only these servers' cells of the run (e.g. tophat,tophat-observed; an "
         "unknown key lists them); goals missing a cell show n/a",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the tophat servers of git revision REV (from a temporary worktree; keys "
+        "KEY@base) in the same rotation, and report after/before ratios",
     )
     p.add_argument(
         "--out",
