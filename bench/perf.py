@@ -1377,6 +1377,7 @@ def render_before_after(
         r = _ratio(by, (key, test), (twins[key], test))
         if r is None:
             why = next(x.failure or x.server.failure for x in (after, before) if not x.ok)
+            why = why or "not measured"
             add(f"| {after.server.label} | {after.test.label} | | | n/a | | {why[:160]} |")
             continue
         rps, cpu, per_round = r
