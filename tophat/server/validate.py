@@ -13,7 +13,8 @@ h11 is a parser, not a policy. Measured against h11 0.16 (tests/test_h11_lenienc
 * it has no header-count or target-length limit;
 * it accepts control characters other than CR, LF and NUL in field values;
 * it answers 501 to every Transfer-Encoding but ``chunked``, where RFC 9112 §6.3 requires 400
-  when chunked is not the final coding (``chunked, gzip``) — see ``TE_REFUSAL_STATUS``.
+  when chunked is not the final coding (``chunked, gzip``); our h11 parser answers 400 for
+  all of them (``_status`` in ``tophat/parsers/h11_parser.py``).
 
 ``check_request`` returns ``None`` or the ``(status, reason)`` to refuse the request with; every
 refusal closes the connection, because after a malformed head the framing of whatever follows
@@ -182,13 +183,6 @@ class Fields:
         )
 
 
-# h11 refuses a Transfer-Encoding other than a single "chunked" while it parses the head, so the
-# codings are gone by the time we could look. RFC 9112 §6.3 requires 400 (and a close) when
-# chunked is not the final coding, and §7 forbids chunked twice; 501 for an unknown coding
-# before a final chunked is only a SHOULD (§6.1). So 400 is the answer that is right for all.
-TE_REFUSAL_STATUS = 400
-
-
 def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
     """The first rule ``ev`` breaks, or ``None`` when the request may be served.
 
@@ -247,8 +241,8 @@ def check_request(ev: Head, f: Fields, opts: ServerOpts) -> Refusal | None:
         # RFC 9112 §6.3: if chunked is not the final transfer coding of a request, its length
         # cannot be determined: 400 and close. §7: chunked MUST NOT be applied twice. §6.1: a
         # coding the server does not understand SHOULD get 501. (h11 refuses all of these
-        # before we see them, see TE_REFUSAL_STATUS; httptools lets "gzip" through with no
-        # body at all.)
+        # before we see them, our h11 parser with 400: see its _status; httptools lets "gzip"
+        # through with no body at all.)
         codings = [
             c.strip().lower() for v in f.transfer_encoding for c in v.split(b",") if c.strip()
         ]
