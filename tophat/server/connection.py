@@ -244,11 +244,13 @@ class Connection(ResponseSender):
                 try:
                     event = parser.next_event()
                     while event is NEED_DATA:
-                        phase: Phase = "head" if parser.buffered() else "idle"
-                        if phase == "idle" and self.stopping.is_set():
+                        if parser.buffered():
+                            if self._phased_stream is not None:
+                                self._phased_stream.set_phase("head")
+                        elif self.stopping.is_set():
                             return
-                        if self._phased_stream is not None:
-                            self._phased_stream.set_phase(phase)
+                        elif self._phased_stream is not None:
+                            self._phased_stream.set_phase("idle")
                         parser.feed(await self.stream.receive_some(self.opts.read_size))
                         event = parser.next_event()
                 except ParseError as exc:
@@ -275,12 +277,15 @@ class Connection(ResponseSender):
                 if isinstance(request, tuple):
                     await self._refuse(event, *request)
                     return
-                deadline = (  # (None when off, without a call: -0.4k instructions)
+                await run_endpoint(
+                    self.endpoint,
+                    request,
+                    self,
+                    # (None when off, without a call: -0.4k instructions)
                     None
                     if self.opts.handler_timeout is None
-                    else handler_deadline(self.stream, self.opts.handler_timeout)
+                    else handler_deadline(self.stream, self.opts.handler_timeout),
                 )
-                await run_endpoint(self.endpoint, request, self, deadline)
                 body = self._body
                 if self._must_close or body is None or not (body.finished or await self._drain()):
                     return
@@ -288,7 +293,7 @@ class Connection(ResponseSender):
                 # next request (an idle keep-alive connection should cost little memory).
                 self._body = None
                 self._request = None
-                del event, request, body, deadline
+                del event, request, body
                 parser.next_cycle()
         except (*BROKEN, StreamTimeout) as exc:
             log.debug("connection from %s ended: %r", _peer(self.client), exc)
