@@ -159,10 +159,21 @@ def server_env(cwd: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": cwd, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before in this run: the servers bind theirs later,
+    and the kernel may give a port just released to the next bind((HOST, 0)) (a full run with
+    --baseline once gave aiohttp a tophat server's port: its bind failed, and the bench
+    measured the tophat server in its place)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def request(
